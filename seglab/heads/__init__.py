@@ -1,0 +1,1 @@
+"""Heads map feature maps to class logits; import them from their modules."""

@@ -1,0 +1,1 @@
+"""Inference: predictors, ONNX export."""

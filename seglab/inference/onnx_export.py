@@ -1,0 +1,58 @@
+"""ONNX export of semantic models with dynamic batch, height and width."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from seglab.errors import ConfigError
+
+
+class LogitsOnly(nn.Module):
+    """Wraps a semantic model so the exported graph maps images [N, 3, H, W] to logits [N, C, H, W]."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.model(images).logits
+
+
+def export_onnx(
+    model: nn.Module, path: str | Path, *, sample_size: tuple[int, int] = (67, 91), opset: int = 18
+) -> Path:
+    """Export ``model`` (eval mode) to ONNX with dynamic N, H, W; inputs are float images in [0, 1].
+
+    Args:
+        sample_size: (H, W) of the example input traced; keep it off the stride multiple.
+
+    Raises:
+        ConfigError: the model is registered as not exportable, or the exporter fails.
+    """
+    spec = getattr(model, "spec", None)
+    if spec is not None and not spec.exportable:
+        raise ConfigError(f"{spec.name} cannot be exported to ONNX (its ModelSpec says exportable=False)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    # Batch 2 and a size that is not a multiple of the network's stride: the exporter specialises
+    # sizes 0 and 1, and would otherwise assume "no padding needed" for every input.
+    images = torch.rand(2, 3, *sample_size)
+    auto = torch.export.Dim.AUTO
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                LogitsOnly(model), (images,), dynamo=True, opset_version=opset,
+                input_names=["images"], output_names=["logits"], dynamic_shapes=({0: auto, 2: auto, 3: auto},),
+                verbose=False,
+            )
+        program.save(str(path))
+    except Exception as exc:  # the exporter raises many types; report one clear error
+        name = spec.name if spec is not None else type(model).__name__
+        raise ConfigError(f"ONNX export of {name} failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+    return path

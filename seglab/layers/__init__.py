@@ -1,0 +1,1 @@
+"""Small shared building blocks; import them directly from their modules."""

@@ -1,0 +1,115 @@
+"""Model registry: builders and their ModelSpec metadata, looked up by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from torch import nn
+
+from seglab.errors import ConfigError, closest
+
+Task = Literal["semantic", "instance", "panoptic"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What seglab knows about a registered model.
+
+    Args:
+        task: "semantic", "instance" or "panoptic".
+        paper: title of the paper the model comes from.
+        arxiv: arXiv id of that paper.
+        year: publication year (as in the survey's tables).
+        survey_row: the row of the survey's tables (shared/survey/tables.yaml `model:`).
+        recipes: names of recipes that train this model.
+        input_multiple: the model pads inputs internally to a multiple of this (informational).
+        min_size: smallest input side the model accepts.
+        exportable: whether ONNX export is supported.
+        test_kwargs: small builder settings for the contract tests.
+        reference_params: parameter count the paper reports, with `reference_kwargs` to build it.
+    """
+
+    task: Task
+    paper: str
+    arxiv: str
+    year: int
+    survey_row: str
+    recipes: tuple[str, ...] = ()
+    input_multiple: int = 1
+    min_size: int = 1
+    exportable: bool = True
+    test_kwargs: dict[str, Any] = field(default_factory=dict)
+    reference_params: float | None = None
+    reference_kwargs: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+
+
+_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+_SPECS: dict[str, ModelSpec] = {}
+
+
+def register_model(
+    spec: ModelSpec, *, name: str | None = None
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator registering a builder under ``name`` (default: its function name) with ``spec``.
+
+    Variants of one builder register as ``register_model(spec, name="fcn8s_vgg16")(partial(...))``.
+    """
+
+    def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        nonlocal name
+        name = name or builder.__name__
+        if name in _BUILDERS:
+            raise ValueError(f"model {name!r} is registered twice")
+        _BUILDERS[name] = builder
+        _SPECS[name] = replace(spec, name=name)
+        return builder
+
+    return wrap
+
+
+def _ensure_loaded() -> None:
+    import seglab.models  # noqa: F401  (registers every model)
+
+
+def _lookup(name: str) -> str:
+    _ensure_loaded()
+    if name not in _BUILDERS:
+        hint = closest(name, _BUILDERS)
+        raise ConfigError(
+            f"unknown model {name!r}; {hint + ' ' if hint else ''}run `seglab models` to list them"
+        )
+    return name
+
+
+def create_model(name: str, *, num_classes: int, **kwargs: Any) -> nn.Module:
+    """Build the registered model ``name`` with ``num_classes`` outputs.
+
+    Keyword arguments go to the model's builder; an unknown one raises ConfigError.
+    """
+    builder = _BUILDERS[_lookup(name)]
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
+    try:
+        model = builder(num_classes=num_classes, **kwargs)
+    except TypeError as exc:
+        if "unexpected keyword argument" in str(exc):
+            raise ConfigError(f"{name}: {exc}") from exc
+        raise
+    model.spec = _SPECS[name]
+    return model
+
+
+def model_spec(name: str) -> ModelSpec:
+    """Return the ModelSpec of a registered model."""
+    return _SPECS[_lookup(name)]
+
+
+def list_models(task: str | None = None) -> list[str]:
+    """Names of registered models, optionally only those of one task."""
+    _ensure_loaded()
+    if task is not None and task not in ("semantic", "instance", "panoptic"):
+        raise ConfigError(f"unknown task {task!r}; expected semantic, instance or panoptic")
+    return sorted(n for n, s in _SPECS.items() if task is None or s.task == task)
