@@ -1,0 +1,213 @@
+"""The label validator behind ``seglab data check``.
+
+Reads the raw files of a dataset (no class mapping, no transforms) and reports what would break or
+silently skew training: unreadable files, image/label size mismatches, colour masks where index
+masks are expected, label values the dataset does not know, classes that never occur, and the
+pixel count of every class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seglab.data.base import INDEX_MASK_MODES, SegmentationDataset, _format_values, open_image_file
+from seglab.errors import DataError
+
+MAX_LISTED = 5  # files named per problem before "and N more"
+
+
+@dataclass
+class CheckReport:
+    """Result of ``check_dataset``.
+
+    Attributes:
+        ok: no errors (warnings allowed).
+        num_items: items checked.
+        errors: problems that break loading or training, each naming the files and the fix.
+        warnings: suspicious but loadable data (palette masks, classes with no pixels).
+        class_pixels: class name -> pixel count over the checked items.
+        ignored_pixels: pixels mapped to the ignore index.
+    """
+
+    ok: bool
+    num_items: int
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    class_pixels: dict[str, int] = field(default_factory=dict)
+    ignored_pixels: int = 0
+    dataset: str = ""
+    split: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict (for ``--format json``)."""
+        return asdict(self)
+
+
+@dataclass
+class _Tally:
+    """What the per-item pass collects."""
+
+    unreadable: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+    colour_masks: dict[str, list[str]] = field(default_factory=dict)  # mode -> files
+    palette_masks: list[str] = field(default_factory=list)
+    value_pixels: dict[int, int] = field(default_factory=dict)
+    unknown_files: dict[int, list[str]] = field(default_factory=dict)
+
+
+def check_dataset(
+    dataset: SegmentationDataset,
+    *,
+    max_items: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> CheckReport:
+    """Check a dataset's raw label files.
+
+    Args:
+        dataset: any ``SegmentationDataset`` (its ``files(i)``, ``raw_values`` and ``map_label`` are used).
+        max_items: check this many items, evenly spaced over the split; ``None`` checks all.
+        progress: called as ``progress(done, total)`` after each item.
+
+    Returns:
+        a ``CheckReport``; ``ok`` is False when any error was found.
+    """
+    indices = _pick(len(dataset), max_items)
+    tally = _Tally()
+    known = dataset.raw_values
+    for done, index in enumerate(indices, start=1):
+        raw, label_name = _read_item(dataset, index, tally)
+        if raw is not None:
+            _count_values(raw, label_name, known, tally)
+        if progress is not None:
+            progress(done, len(indices))
+    errors = _errors(dataset, tally, known)
+    warnings = []
+    if tally.palette_masks:
+        warnings.append(
+            f"{_files(tally.palette_masks)} are palette ('P' mode) PNGs: their palette indices are read "
+            f"as class ids and the colours are ignored; if the colours carry the classes, convert them "
+            f"to single-channel index PNGs"
+        )
+    class_pixels, ignored = _class_pixels(dataset, tally, known)
+    checked = f"{len(indices)} checked item{'s' if len(indices) != 1 else ''} of split {dataset.split!r}"
+    for class_id, (name, pixels) in enumerate(class_pixels.items()):
+        if pixels == 0 and indices:
+            warnings.append(f"class {name!r} (id {class_id}) has no pixels in the {checked}")
+    return CheckReport(
+        ok=not errors,
+        num_items=len(indices),
+        errors=errors,
+        warnings=warnings,
+        class_pixels=class_pixels,
+        ignored_pixels=ignored,
+        dataset=dataset.name or type(dataset).__name__,
+        split=str(dataset.split),
+    )
+
+
+def _pick(length: int, max_items: int | None) -> list[int]:
+    if max_items is None or max_items >= length:
+        return list(range(length))
+    if max_items <= 0:
+        return []
+    return sorted(set(np.linspace(0, length - 1, max_items).round().astype(int).tolist()))
+
+
+def _read_item(dataset: SegmentationDataset, index: int, tally: _Tally) -> tuple[np.ndarray | None, str]:
+    """Return the raw label of item ``index`` (None when it cannot be used) and the name to report."""
+    if not dataset.has_files:
+        return dataset.raw_label(index), f"item {index}"
+    image_path, label_path = dataset.files(index)
+    image_hw = _open(image_path, tally)
+    label = _open(label_path, tally, keep=True)
+    if label is None:
+        return None, str(label_path)
+    if label.mode not in INDEX_MASK_MODES:
+        tally.colour_masks.setdefault(label.mode, []).append(str(label_path))
+        return None, str(label_path)
+    if label.mode == "P":
+        tally.palette_masks.append(str(label_path))
+    raw = np.asarray(label, dtype=np.uint8) if label.mode == "1" else np.asarray(label)
+    if image_hw is not None and tuple(image_hw) != raw.shape:
+        tally.mismatched.append(
+            f"image {str(image_path)!r} is {image_hw[1]}x{image_hw[0]} but label {str(label_path)!r} is "
+            f"{raw.shape[1]}x{raw.shape[0]} (WxH)"
+        )
+    return raw, str(label_path)
+
+
+def _open(path: Path, tally: _Tally, keep: bool = False) -> Any:
+    try:
+        image = open_image_file(path)
+    except DataError as err:
+        tally.unreadable.append(f"{str(path)!r} ({err.__cause__ or err})")
+        return None
+    return image if keep else (image.height, image.width)
+
+
+def _count_values(raw: np.ndarray, name: str, known: set[int], tally: _Tally) -> None:
+    if raw.dtype == np.uint8:
+        counts = np.bincount(raw.ravel(), minlength=256)
+        values = np.flatnonzero(counts)
+        counts = counts[values]
+    else:
+        values, counts = np.unique(raw, return_counts=True)
+    for value, count in zip(values.tolist(), counts.tolist()):
+        tally.value_pixels[value] = tally.value_pixels.get(value, 0) + count
+        if value not in known:
+            tally.unknown_files.setdefault(value, []).append(name)
+
+
+def _errors(dataset: SegmentationDataset, tally: _Tally, known: set[int]) -> list[str]:
+    errors = []
+    if tally.unreadable:
+        errors.append(
+            f"{len(tally.unreadable)} unreadable file(s): {_listed(tally.unreadable, sep='; ')}; "
+            f"re-export or re-download them, or remove the pairs"
+        )
+    for mismatch in tally.mismatched[:MAX_LISTED]:
+        errors.append(f"size mismatch: {mismatch}; regenerate the label at the image size")
+    if len(tally.mismatched) > MAX_LISTED:
+        errors.append(f"... and {len(tally.mismatched) - MAX_LISTED} more image/label size mismatches")
+    for mode, files in tally.colour_masks.items():
+        errors.append(
+            f"{_files(files)} are colour masks (mode {mode!r}), expected single-channel index PNGs whose "
+            f"pixel values are class ids; convert each colour to its class id (the dataset palette) and "
+            f"save as 8-bit grayscale ('L') PNG"
+        )
+    name = dataset.name or type(dataset).__name__
+    for value, files in sorted(tally.unknown_files.items()):
+        errors.append(
+            f"label value {value} ({tally.value_pixels[value]} pixels in {len(files)} file(s)) is not a "
+            f"known raw value of {name} (expected {_format_values(known)}): {_listed(files)}; fix the "
+            f"labels or map the value (label_map / ignore_values for folder datasets)"
+        )
+    return errors
+
+
+def _class_pixels(dataset: SegmentationDataset, tally: _Tally, known: set[int]) -> tuple[dict[str, int], int]:
+    class_pixels = {name: 0 for name in dataset.classes}
+    ignored = 0
+    for value, count in tally.value_pixels.items():
+        if value not in known:
+            continue
+        train_id = int(dataset.map_label(np.array([value])).item())
+        if 0 <= train_id < dataset.num_classes:
+            class_pixels[dataset.classes[train_id]] += count
+        else:
+            ignored += count
+    return class_pixels, ignored
+
+
+def _listed(items: list[str], sep: str = ", ") -> str:
+    shown = sep.join(items[:MAX_LISTED])
+    return shown + (f"{sep}and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
+
+
+def _files(files: list[str]) -> str:
+    return f"{len(files)} mask(s) ({_listed([repr(f) for f in files])})"

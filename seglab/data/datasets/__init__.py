@@ -1,0 +1,108 @@
+"""Datasets by name: ``build_dataset("camvid", split="train")`` and ``list_datasets()``.
+
+| name          | class             | splits                         |
+|---------------|-------------------|--------------------------------|
+| "camvid"      | CamVid            | train, val (test if present)   |
+| "isbi2012_em" | ISBI2012EM        | train (0..19), val (20..23), all |
+| "synthetic"   | SyntheticShapes   | train, val                     |
+| "folder"      | FolderDataset     | sub-folders of root, or image_dir=/mask_dir= |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from seglab.data.base import SegmentationDataset, Transforms
+from seglab.data.datasets.camvid import CamVid
+from seglab.data.datasets.folder import FolderDataset, list_images, resolve_split_dirs
+from seglab.data.datasets.isbi import ISBI2012EM
+from seglab.data.synthetic import SyntheticShapes
+from seglab.errors import ConfigError, closest
+
+__all__ = ["CamVid", "FolderDataset", "ISBI2012EM", "SyntheticShapes", "build_dataset", "list_datasets", "list_images"]
+
+
+def _camvid(*, split: str, root: str | Path | None, transforms: Transforms | None) -> CamVid:
+    return CamVid(split=split, root=root, transforms=transforms)
+
+
+def _isbi(*, split: str, root: str | Path | None, transforms: Transforms | None) -> ISBI2012EM:
+    return ISBI2012EM(split=split, root=root, transforms=transforms)
+
+
+def _synthetic(*, split: str, root: str | Path | None, transforms: Transforms | None, **kwargs: Any) -> SyntheticShapes:
+    return SyntheticShapes(split=split, transforms=transforms, **kwargs)  # no files: root is unused
+
+
+def _folder(
+    *,
+    split: str,
+    root: str | Path | None,
+    transforms: Transforms | None,
+    image_dir: str | Path | None = None,
+    mask_dir: str | Path | None = None,
+    **kwargs: Any,
+) -> FolderDataset:
+    """Images from ``image_dir`` (relative paths are under ``root``), or from ``<root>/<split>/images``."""
+    base = Path(root).expanduser() if root is not None else Path()
+    if image_dir is not None:
+        image_dir = base / image_dir  # an absolute image_dir ignores root
+        mask_dir = base / mask_dir if mask_dir is not None else None
+    elif root is None:
+        raise ConfigError("folder dataset needs root= (with <root>/<split>/images and masks) or image_dir=")
+    else:
+        image_dir, found_masks = resolve_split_dirs(base, split)
+        mask_dir = base / mask_dir if mask_dir is not None else found_masks
+    if "classes" not in kwargs:
+        raise ConfigError("folder dataset needs classes=[...] (class names, index = label value)")
+    return FolderDataset(image_dir, mask_dir, split=split, transforms=transforms, **kwargs)
+
+
+_BUILDERS: dict[str, Callable[..., SegmentationDataset]] = {
+    "camvid": _camvid,
+    "isbi2012_em": _isbi,
+    "synthetic": _synthetic,
+    "folder": _folder,
+}
+
+
+def list_datasets() -> list[str]:
+    """Return the registered dataset names, sorted."""
+    return sorted(_BUILDERS)
+
+
+def build_dataset(
+    name: str,
+    *,
+    split: str,
+    root: str | Path | None = None,
+    transforms: Transforms | None = None,
+    **kwargs: Any,
+) -> SegmentationDataset:
+    """Build a dataset by name.
+
+    Args:
+        name: one of ``list_datasets()``.
+        split: the split name (each dataset lists its own; an unknown one raises ConfigError).
+        root: the data root (``None``: ``seglab.data.data_root()``); for "folder", the folder.
+        transforms: joint ``(image, mask)`` transform.
+        **kwargs: dataset-specific options ("synthetic": num_images, size, seed, task; "folder":
+            image_dir, mask_dir, classes, label_map, ignore_values, palette, mask_suffix).
+
+    Raises:
+        ConfigError: unknown name, split or option.
+        DataError: missing or broken data.
+    """
+    if name not in _BUILDERS:
+        hint = closest(name, _BUILDERS)
+        raise ConfigError(
+            f"unknown dataset {name!r}; {hint + ' ' if hint else ''}available: {', '.join(list_datasets())}"
+        )
+    try:
+        return _BUILDERS[name](split=split, root=root, transforms=transforms, **kwargs)
+    except TypeError as err:
+        if "unexpected keyword argument" not in str(err):
+            raise
+        raise ConfigError(f"dataset {name!r}: {err}") from err
