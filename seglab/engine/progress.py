@@ -1,0 +1,34 @@
+"""A rich progress bar with ETA, or a silent stand-in (non-main ranks, --quiet, tests)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class _Silent:
+    def add_task(self, *args: Any, **kwargs: Any) -> int:
+        return 0
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def advance(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+@contextmanager
+def progress_bar(console: Console, *, enabled: bool = True) -> Iterator[Any]:
+    """Yield a rich Progress (description, bar, n/total, elapsed, ETA) or a no-op object."""
+    if not enabled:
+        yield _Silent()
+        return
+    columns = (
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        yield bar

@@ -1,0 +1,68 @@
+"""Recipe loading: shipped recipes validate, typos name the file and the dotted field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import seglab
+from seglab.errors import ConfigError
+from seglab.recipes import list_recipes, load_recipe, model_kwargs
+
+
+@pytest.mark.parametrize("name", list_recipes())
+def test_shipped_recipe_loads_and_builds(name: str) -> None:
+    recipe = load_recipe(name)
+    assert recipe.model.name in seglab.list_models()
+    assert recipe.source, f"{name}: say where the values come from"
+    import torch
+
+    with torch.device("meta"):
+        seglab.create_model(recipe.model.name, num_classes=2, **model_kwargs(recipe))
+
+
+def test_every_shipped_recipe_is_named_by_its_model() -> None:
+    named = {r for m in seglab.list_models() for r in seglab.model_spec(m).recipes}
+    for name in list_recipes():
+        if load_recipe(name).data.dataset != "synthetic":
+            assert name in named, f"recipe {name} is not listed in its model's ModelSpec.recipes"
+
+
+def test_unknown_field_names_file_and_dotted_field(tmp_path: Path) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text("model: {name: unet}\ndata: {dataset: synthetic}\noptim: {lr: 0.1, momentun: 0.9}\n")
+    with pytest.raises(ConfigError) as info:
+        load_recipe(path)
+    assert str(path) in str(info.value) and "optim.momentun" in str(info.value)
+
+
+def test_overrides_go_through_the_schema() -> None:
+    recipe = load_recipe("unet_synthetic_cpu", overrides=["optim.lr=0.005", "data.crop_size=[64, 64]"])
+    assert recipe.optim.lr == 0.005 and recipe.data.crop_size == (64, 64)
+    with pytest.raises(ConfigError, match="optim.lr"):
+        load_recipe("unet_synthetic_cpu", overrides=["optim.lr=-1"])
+    with pytest.raises(ConfigError, match="schedule.stpes"):
+        load_recipe("unet_synthetic_cpu", overrides=["schedule.stpes=10"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_recipe("unet_synthetic_cpu", overrides=["optim.lr"])
+
+
+def test_base_is_one_level(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("model: {name: unet}\ndata: {dataset: synthetic}\noptim: {lr: 0.1}\n")
+    (tmp_path / "b.yaml").write_text(f"base: {tmp_path / 'a.yaml'}\noptim: {{lr: 0.2}}\n")
+    (tmp_path / "c.yaml").write_text(f"base: {tmp_path / 'b.yaml'}\n")
+    recipe = load_recipe(tmp_path / "b.yaml")
+    assert recipe.optim.lr == 0.2 and recipe.model.name == "unet"
+    with pytest.raises(ConfigError, match="one level"):
+        load_recipe(tmp_path / "c.yaml")
+
+
+def test_unknown_recipe_suggests() -> None:
+    with pytest.raises(ConfigError, match="unet_synthetic_cpu"):
+        load_recipe("unet_synthetic")
+
+
+def test_multistep_needs_milestones() -> None:
+    with pytest.raises(ConfigError, match="milestones"):
+        load_recipe("unet_synthetic_cpu", overrides=["schedule.policy=multistep"])
