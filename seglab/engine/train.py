@@ -137,7 +137,8 @@ def train(
         step, best = state["step"], state["best"]
         restore_rng(state["rng"][info.rank] if info.rank < len(state["rng"]) else state["rng"][0])
     total = recipe.schedule.steps if max_steps is None else min(max_steps, recipe.schedule.steps)
-    per_epoch = len(seeded) // (recipe.data.batch_size * info.world_size)
+    sampler.set_epoch(0)
+    per_epoch = len(loader)  # batches per rank and epoch (drop_last)
     config = _weights_config(recipe, base)
     logger = MetricsLogger(out_dir, enabled=info.is_main, append=resume)
     if info.is_main:
