@@ -7,6 +7,7 @@ Runs single-process by default and as DistributedDataParallel under
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,8 +109,6 @@ def train(
         max_steps: stop after this many steps (the schedule still spans ``schedule.steps``); for
             smoke tests and for simulating an interruption.
     """
-    import time
-
     info = init_distributed(device)
     console = console or Console()
     out_dir = Path(out_dir)
@@ -158,31 +157,13 @@ def train(
             sampler.set_epoch(epoch, skip_batches=in_epoch)
             seeded.epoch = epoch
             for images, targets in loader:
-                images = images.to(info.device, non_blocking=True)
-                targets = targets.to(info.device, non_blocking=True)
-                with torch.autocast(info.device.type, enabled=amp):
-                    losses = ddp_model(images, targets)
-                loss = sum(losses.values())
-                if not torch.isfinite(loss):
-                    raise TrainingError(
-                        f"non-finite loss at step {step}: "
-                        + ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
-                        + "; lower optim.lr or enable train.grad_clip"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if recipe.train.grad_clip is not None:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), recipe.train.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
+                losses = _optimizer_step(ddp_model, model, images, targets, optimizer, scheduler, scaler,
+                                         recipe=recipe, device=info.device, amp=amp, step=step)
                 step += 1
-                bar.update(task, completed=step, description=f"training loss {loss.item():.4f}")
-
+                loss = sum(losses.values())
+                bar.update(task, completed=step, description=f"training loss {loss:.4f}")
                 if step % recipe.train.log_every == 0 or step == total:
-                    values = {k: v.item() for k, v in losses.items()}
-                    logger.log("train", step, {"loss": loss.item(), **values, "lr": scheduler.get_last_lr()[0]})
+                    logger.log("train", step, {"loss": loss, **losses, "lr": scheduler.get_last_lr()[0]})
                 eval_due = recipe.train.eval_every is not None and step % recipe.train.eval_every == 0
                 if val_loader is not None and (eval_due or step == total):
                     metrics = evaluate(model, val_loader, num_classes=base.num_classes, device=info.device,
@@ -204,14 +185,42 @@ def train(
     return TrainResult(out_dir=out_dir, steps=step, metrics=metrics, seconds=time.perf_counter() - start_time)
 
 
+def _optimizer_step(
+    ddp_model: nn.Module, model: nn.Module, images: torch.Tensor, targets: torch.Tensor, optimizer: Any,
+    scheduler: Any, scaler: Any, *, recipe: Recipe, device: torch.device, amp: bool, step: int,
+) -> dict[str, float]:
+    """Forward under autocast, stop on a non-finite loss, backward, clip, step; returns the loss terms."""
+    images = images.to(device, non_blocking=True)
+    targets = targets.to(device, non_blocking=True)
+    with torch.autocast(device.type, enabled=amp):
+        losses = ddp_model(images, targets)
+    loss = sum(losses.values())
+    if not torch.isfinite(loss):
+        raise TrainingError(
+            f"non-finite loss at step {step}: "
+            + ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+            + "; lower optim.lr or set train.grad_clip"
+        )
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if recipe.train.grad_clip is not None:
+        scaler.unscale_(optimizer)  # clip the true gradients, not the loss-scaled ones
+        nn.utils.clip_grad_norm_(model.parameters(), recipe.train.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+    return {k: v.item() for k, v in losses.items()}
+
+
 def _checkpoint(out_dir: Path, info: DistInfo, model: nn.Module, optimizer: Any, scheduler: Any, scaler: Any,
                 step: int, best: float) -> None:
     """Save everything resume needs; RNG states are gathered from every rank."""
     rng = [capture_rng()]
     if info.distributed:
+        # Gathered as plain lists: all_gather_object's unpickling of tensors fails in torch 2.14.
         gathered: list[Any] = [None] * info.world_size
-        torch.distributed.all_gather_object(gathered, rng[0])
-        rng = gathered
+        torch.distributed.all_gather_object(gathered, _tensors_to_lists(rng[0]))
+        rng = [_lists_to_tensors(state) for state in gathered]
     if info.is_main:
         save_training_state(out_dir / STATE_FILE, {
             "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
@@ -219,6 +228,28 @@ def _checkpoint(out_dir: Path, info: DistInfo, model: nn.Module, optimizer: Any,
             "step": step, "best": best, "rng": rng,
         })
     barrier()
+
+
+def _tensors_to_lists(value: Any) -> Any:
+    """Replace tensors by {"tensor": values, "dtype": name}, recursively."""
+    if isinstance(value, torch.Tensor):
+        return {"tensor": value.tolist(), "dtype": str(value.dtype).removeprefix("torch.")}
+    if isinstance(value, dict):
+        return {k: _tensors_to_lists(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_tensors_to_lists(v) for v in value)
+    return value
+
+
+def _lists_to_tensors(value: Any) -> Any:
+    """Inverse of _tensors_to_lists."""
+    if isinstance(value, dict) and set(value) == {"tensor", "dtype"}:
+        return torch.tensor(value["tensor"], dtype=getattr(torch, value["dtype"]))
+    if isinstance(value, dict):
+        return {k: _lists_to_tensors(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_lists_to_tensors(v) for v in value)
+    return value
 
 
 def _weights_config(recipe: Recipe, dataset: Any) -> dict[str, Any]:
