@@ -145,7 +145,8 @@ def train(
             f"[bold]train[/] {recipe.model.name} on {recipe.data.dataset}/{recipe.data.train_split} "
             f"({len(seeded)} images, {per_epoch} steps/epoch) for {total} steps on {info.device}"
             + (f" x {info.world_size} processes" if info.distributed else "")
-            + (f", resuming at step {step}" if resume else "")
+            + (f", resuming at step {step}" if resume else ""),
+            soft_wrap=True,  # one line in logs, however narrow the terminal
         )
 
     ddp_model.train()
