@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from seglab.cli.common import console, render_rows, OutputFormat
+from seglab.cli.common import OutputFormat, console, render_rows
 from seglab.data import build_dataset
 from seglab.engine.train import train as run_training
 from seglab.inference.predictor import Predictor
@@ -23,12 +23,12 @@ def demo(
     """Train a small U-Net on synthetic shapes (about a minute on 2 CPU cores), evaluate, write overlays."""
     overrides = [f"schedule.steps={steps}"] if steps else []
     recipe = load_recipe(DEMO_RECIPE, overrides=overrides)
-    console.print(f"[bold]seglab demo[/]: recipe {DEMO_RECIPE} ({recipe.description})")
+    console.print(f"[bold]seglab demo[/]: recipe {DEMO_RECIPE} ({recipe.description})", soft_wrap=True)
     result = run_training(recipe, out_dir=out, device=device, console=console)
     metrics = result.metrics
     render_rows(
         [{"class": c, "iou": v} for c, v in zip(_classes(recipe), metrics["per_class_iou"])],
-        title=f"validation: mIoU {metrics['miou']:.4f}, pixel accuracy {metrics['pixel_acc']:.4f}",
+        title="per-class IoU (val)",
         fmt=OutputFormat.table,
     )
     # Overlays for a few validation images, written as PNG files first so predict reads real files.
@@ -37,7 +37,8 @@ def demo(
     predictor = Predictor(out / "final", device="cpu")
     written = predictor.predict_files(samples, out / "overlays")
     console.print(f"trained {result.steps} steps in {result.seconds:.0f} s")
-    console.print(f"mIoU {metrics['miou']:.4f} on {recipe.data.dataset}/{recipe.data.val_split}")
+    console.print(f"mIoU {metrics['miou']:.4f}, pixel accuracy {metrics['pixel_acc']:.4f} on "
+                  f"{recipe.data.dataset}/{recipe.data.val_split}")
     console.print(f"overlays: {out / 'overlays'} (e.g. {written[0].overlay})")
     console.print(f"weights:  {out / 'final'}   next: seglab eval {out / 'final'}")
 
