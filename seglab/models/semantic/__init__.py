@@ -1,6 +1,13 @@
-"""Semantic segmentation models; importing registers them."""
+"""Semantic segmentation models; importing this package registers every model module in it."""
 
-from seglab.models.semantic import fcn, unet  # noqa: F401
+import importlib
+import pkgutil
+
 from seglab.models.semantic.segmenter import SegmenterBase, SemanticSegmenter
+
+# One file per model: every module here registers its builders on import (segmenter.py holds
+# the shared base classes and registers nothing).
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["SegmenterBase", "SemanticSegmenter"]
