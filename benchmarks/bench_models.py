@@ -13,25 +13,23 @@ import statistics
 import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 import seglab
+from seglab.models.cost import model_cost
 
 
 def measure(name: str, size: tuple[int, int], repeats: int, num_classes: int) -> dict[str, float]:
     model = seglab.create_model(name, num_classes=num_classes).eval()
     images = torch.rand(1, 3, *size)
-    params = sum(p.numel() for p in model.parameters())
+    params, gflops = model_cost(name, num_classes=num_classes, size=size)
     with torch.no_grad():
-        with FlopCounterMode(display=False) as counter:
-            model(images)
         times = []
         for i in range(repeats + 1):
             start = time.perf_counter()
             model(images)
             if i:  # the first run warms up allocators and kernels
                 times.append(time.perf_counter() - start)
-    return {"params_M": params / 1e6, "gflops": counter.get_total_flops() / 1e9, "latency_s": statistics.median(times)}
+    return {"params_M": params / 1e6, "gflops": gflops or float("nan"), "latency_s": statistics.median(times)}
 
 
 def main() -> None:

@@ -44,7 +44,9 @@ def render_rows(rows: list[dict[str, Any]], *, title: str, fmt: OutputFormat) ->
 
 def _cell(value: Any) -> str:
     if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.4f}"
+        if math.isnan(value):
+            return "nan"
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"  # scores vs counts
     return str(value)
 
 
