@@ -43,6 +43,7 @@ def _worker(rank: int, port: int, out: str) -> None:
     sum(model(images[half], targets[half]).values()).backward()
     if rank == 0:
         torch.save({n: p.grad for n, p in model.module.named_parameters()}, out)
+    dist.barrier()  # neither rank tears gloo down while the other still uses it
     dist.destroy_process_group()
 
 

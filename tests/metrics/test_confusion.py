@@ -295,6 +295,7 @@ def _all_reduce_worker(rank: int, world_size: int, port: int, out_dir: str) -> N
         cm.update(*_halves()[rank])
         cm.all_reduce()
         torch.save(cm.matrix, Path(out_dir) / f"rank{rank}.pt")
+        dist.barrier()  # neither rank tears gloo down while the other still uses it
     finally:
         dist.destroy_process_group()
 
