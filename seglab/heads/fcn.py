@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import Tensor, nn
+
+from seglab.backbones import read_state_dict
 
 
 class ConvolutionalizedClassifier(nn.Module):
@@ -45,6 +49,17 @@ class ConvolutionalizedClassifier(nn.Module):
                 weight = state_dict[f"{key}.weight"]
                 conv.weight.copy_(weight.view_as(conv.weight))
                 conv.bias.copy_(state_dict[f"{key}.bias"])
+
+
+def vgg_classifier_state(path: str | Path | None) -> dict[str, Tensor] | None:
+    """The state dict of a local torchvision VGG checkpoint if it holds the classifier (fc6/fc7), else None.
+
+    FCN sec. 3.1 and its descendants start their convolutionalised fc6/fc7 from these weights.
+    """
+    if path is None:
+        return None
+    state = read_state_dict(path)
+    return state if "classifier.0.weight" in state and "classifier.3.weight" in state else None
 
 
 def zero_init_score(conv: nn.Conv2d) -> nn.Conv2d:

@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from seglab.backbones import load_pretrained, read_state_dict
+from seglab.backbones import load_pretrained
+from seglab.heads.fcn import vgg_classifier_state
 from seglab.layers.unpool import PoolingIndicesEncoder, UnpoolingDecoder, bn_relu_after, he_init, vgg16_stages
 from seglab.losses.cross_entropy import PixelCrossEntropy
 from seglab.models.semantic.segmenter import SegmenterBase
@@ -120,7 +121,7 @@ def deconvnet_vgg16(
     )
     if pretrained_backbone is not None:
         load_pretrained(model.encoder, pretrained_backbone)
-        state = read_state_dict(pretrained_backbone)
-        if fc_channels == 4096 and "classifier.0.weight" in state:
+        state = vgg_classifier_state(pretrained_backbone)
+        if state is not None and fc_channels == 4096:
             model.load_vgg_classifier(state)
     return model

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seglab.backbones import build_backbone, read_state_dict
+from seglab.backbones import build_backbone
+from seglab.heads.fcn import vgg_classifier_state
 from seglab.layers.crf import DenseCRF
 from seglab.losses.cross_entropy import PixelCrossEntropy
 from seglab.models.semantic.segmenter import SegmenterBase
@@ -168,9 +169,9 @@ def deeplabv1_vgg16(
         crf=DenseCRF() if crf else None,
         criterion=PixelCrossEntropy(class_weights=class_weights),
     )
-    if pretrained_backbone is not None:
-        state = read_state_dict(pretrained_backbone)
-        fc6 = state.get("classifier.0.weight")
-        if fc6 is not None and fc6.shape[1] == model.fc6.in_channels * 49 and fc6.shape[0] % hidden == 0:
+    state = vgg_classifier_state(pretrained_backbone)
+    if state is not None:
+        fc6 = state["classifier.0.weight"]
+        if fc6.shape[1] == model.fc6.in_channels * 49 and fc6.shape[0] % hidden == 0:
             model.load_vgg_classifier(state)
     return model

@@ -22,9 +22,9 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from seglab.backbones import load_pretrained, read_state_dict
+from seglab.backbones import load_pretrained
 from seglab.backbones.dilated_vgg import DilatedVGGBackbone
-from seglab.heads.fcn import ConvolutionalizedClassifier
+from seglab.heads.fcn import ConvolutionalizedClassifier, vgg_classifier_state
 from seglab.layers.context_module import ContextModule
 from seglab.losses.cross_entropy import PixelCrossEntropy
 from seglab.models.semantic.segmenter import SegmenterBase
@@ -135,10 +135,9 @@ def dilatednet_vgg16(
     if pretrained_backbone is not None:
         load_pretrained(encoder, pretrained_backbone)
     front_end = FrontEnd(backbone=encoder, num_classes=num_classes, hidden=hidden)
-    if pretrained_backbone is not None and hidden == 4096:
-        state = read_state_dict(pretrained_backbone)
-        if "classifier.0.weight" in state:
-            front_end.classifier.load_vgg_classifier(state)
+    state = vgg_classifier_state(pretrained_backbone)
+    if state is not None and hidden == 4096:
+        front_end.classifier.load_vgg_classifier(state)
     return DilatedNet(
         front_end=front_end,
         num_classes=num_classes,

@@ -14,8 +14,8 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from seglab.backbones import build_backbone, read_state_dict
-from seglab.heads.fcn import ConvolutionalizedClassifier, zero_init_score
+from seglab.backbones import build_backbone
+from seglab.heads.fcn import ConvolutionalizedClassifier, vgg_classifier_state, zero_init_score
 from seglab.layers.upsample import BilinearDeconv
 from seglab.losses.cross_entropy import PixelCrossEntropy
 from seglab.models.semantic.segmenter import SegmenterBase
@@ -95,10 +95,9 @@ def fcn_vgg16(
         hidden=hidden,
         criterion=PixelCrossEntropy(class_weights=class_weights),
     )
-    if pretrained_backbone is not None and hidden == 4096:
-        state = read_state_dict(pretrained_backbone)
-        if "classifier.0.weight" in state:
-            model.classifier.load_vgg_classifier(state)
+    state = vgg_classifier_state(pretrained_backbone)
+    if state is not None and hidden == 4096:
+        model.classifier.load_vgg_classifier(state)
     return model
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from seglab.backbones import Backbone, build_backbone, read_state_dict
-from seglab.heads.fcn import ConvolutionalizedClassifier
+from seglab.backbones import Backbone, build_backbone
+from seglab.heads.fcn import ConvolutionalizedClassifier, vgg_classifier_state
 from seglab.layers.l2norm import L2Norm
 from seglab.layers.upsample import BilinearDeconv
 from seglab.losses.cross_entropy import PixelCrossEntropy
@@ -130,8 +130,7 @@ def parsenet_vgg16(
         scale=scale,
         criterion=PixelCrossEntropy(class_weights=class_weights),
     )
-    if pretrained_backbone is not None and hidden == 4096:
-        state = read_state_dict(pretrained_backbone)
-        if "classifier.0.weight" in state:
-            model.head.load_vgg_classifier(state)
+    state = vgg_classifier_state(pretrained_backbone)
+    if state is not None and hidden == 4096:
+        model.head.load_vgg_classifier(state)
     return model
