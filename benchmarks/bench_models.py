@@ -44,10 +44,10 @@ def main() -> None:
     names = args.models or seglab.list_models(task="semantic")
     print(f"{len(names)} models, one {args.size[0]}x{args.size[1]} image, {args.num_classes} classes, "
           f"{args.threads} threads, torch {torch.__version__}")
-    print(f"{'model':<16}{'params (M)':>12}{'GFLOPs':>10}{'latency (s)':>13}")
+    print(f"{'model':<26}{'params (M)':>12}{'GFLOPs':>10}{'latency (s)':>13}")
     for name in names:
         r = measure(name, tuple(args.size), args.repeats, args.num_classes)
-        print(f"{name:<16}{r['params_M']:>12.2f}{r['gflops']:>10.1f}{r['latency_s']:>13.3f}", flush=True)
+        print(f"{name:<26}{r['params_M']:>12.2f}{r['gflops']:>10.1f}{r['latency_s']:>13.3f}", flush=True)
 
 
 if __name__ == "__main__":
