@@ -23,7 +23,6 @@ class ModelSpec:
         arxiv: arXiv id of that paper.
         year: publication year (as in the survey's tables).
         survey_row: the row of the survey's tables (shared/survey/tables.yaml `model:`).
-        recipes: names of recipes that train this model.
         input_multiple: the model pads inputs internally to a multiple of this (informational).
         min_size: smallest input side the model accepts.
         exportable: whether ONNX export is supported.
@@ -36,7 +35,6 @@ class ModelSpec:
     arxiv: str
     year: int
     survey_row: str
-    recipes: tuple[str, ...] = ()
     input_multiple: int = 1
     min_size: int = 1
     exportable: bool = True

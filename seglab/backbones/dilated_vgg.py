@@ -21,7 +21,7 @@ class DilatedVGGBackbone(VGGBackbone):
     c1..c3 at strides 2, 4, 8, and c4 (conv4_3) and c5 (conv5_3) also at stride 8.
 
     Args:
-        arch: one of ``ARCHS`` ("vgg11", "vgg16", "vgg16_bn").
+        arch: one of ``ARCHS`` ("vgg11", "vgg11_bn", "vgg16", "vgg16_bn").
     """
 
     def __init__(self, *, arch: str = "vgg16") -> None:

@@ -20,13 +20,14 @@ class VGGBackbone(Backbone):
     (``features.0.weight``); the ``classifier`` (fc6-fc8) is not part of the backbone.
 
     Args:
-        arch: one of ``ARCHS`` ("vgg11", "vgg16", "vgg16_bn").
+        arch: one of ``ARCHS`` ("vgg11", "vgg11_bn", "vgg16", "vgg16_bn").
         output_stride: must be 32; FCN and DeepLab add their own atrous layers on top.
     """
 
     # torchvision's layer configuration (paper Table 1 column) and whether it adds BatchNorm.
     ARCHS: dict[str, tuple[str, bool]] = {
         "vgg11": ("A", False),
+        "vgg11_bn": ("A", True),
         "vgg16": ("D", False),
         "vgg16_bn": ("D", True),
     }

@@ -12,6 +12,7 @@ import sys
 import typer
 
 from seglab.cli.common import err_console
+from seglab.cli.bench import bench
 from seglab.cli.data import data_app
 from seglab.cli.demo import demo
 from seglab.cli.eval import eval_checkpoint
@@ -33,6 +34,7 @@ app.command("eval")(eval_checkpoint)
 app.command("predict")(predict)
 app.command("export")(export)
 app.command("demo")(demo)
+app.command("bench")(bench)
 app.add_typer(data_app, name="data")
 
 

@@ -20,10 +20,14 @@ class OutputFormat(str, Enum):
     table = "table"
     json = "json"
     csv = "csv"
+    markdown = "markdown"
 
 
 def render_rows(rows: list[dict[str, Any]], *, title: str, fmt: OutputFormat) -> None:
-    """Print ``rows`` as a rich table, JSON or CSV."""
+    """Print ``rows`` as a rich table, JSON, CSV or Markdown (the title as a first line)."""
+    if fmt is OutputFormat.markdown:
+        print(f"{title}\n\n" + markdown_table(rows), end="")
+        return
     if fmt is OutputFormat.json:
         print(json.dumps(rows, indent=2, default=_jsonable))
         return
@@ -40,6 +44,16 @@ def render_rows(rows: list[dict[str, Any]], *, title: str, fmt: OutputFormat) ->
     for row in rows:
         table.add_row(*(_cell(v) for v in row.values()))
     console.print(table)
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """A GitHub Markdown table of ``rows`` (None shows as "-")."""
+    if not rows:
+        return ""
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "|".join("---" for _ in keys) + "|"]
+    lines += ["| " + " | ".join("-" if row[k] is None else _cell(row[k]) for k in keys) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
 
 
 def _cell(value: Any) -> str:

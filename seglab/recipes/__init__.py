@@ -13,12 +13,17 @@ from seglab.recipes.schema import Recipe
 
 RECIPE_DIR = Path(__file__).parent
 
-__all__ = ["Recipe", "list_recipes", "load_recipe", "model_kwargs", "recipe_path"]
+__all__ = ["Recipe", "list_recipes", "load_recipe", "model_kwargs", "recipe_path", "recipes_for"]
 
 
 def list_recipes() -> list[str]:
-    """Names of the recipes shipped with seglab."""
-    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+    """Names of the recipes shipped with seglab (shared ``_``-prefixed bases excluded)."""
+    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def recipes_for(model: str) -> list[str]:
+    """Names of the shipped recipes whose ``model.name`` (after their ``base:``) is ``model``."""
+    return [name for name in list_recipes() if _merged(recipe_path(name)).get("model", {}).get("name") == model]
 
 
 def recipe_path(name_or_path: str | Path) -> Path:
@@ -45,6 +50,18 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a recipe must be a mapping of sections (model, data, ...)")
     return data
+
+
+def _merged(path: Path) -> dict[str, Any]:
+    """The raw recipe at ``path`` with its ``base:`` recipe merged under it (one level at most)."""
+    data = _read_yaml(path)
+    base_name = data.pop("base", None)
+    if base_name is None:
+        return data
+    base = _read_yaml(recipe_path(base_name))
+    if "base" in base:
+        raise ConfigError(f"{path}: base recipe {base_name!r} has a base of its own; one level at most")
+    return _merge(base, data)
 
 
 def _merge(base: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
@@ -102,14 +119,7 @@ def load_recipe(name_or_path: str | Path | None, *, overrides: list[str] | None 
             and the dotted field).
     """
     path = recipe_path(name_or_path) if name_or_path is not None else None
-    data = _read_yaml(path) if path is not None else {}
-    base_name = data.pop("base", None)
-    if base_name is not None:
-        base_path = recipe_path(base_name)
-        base = _read_yaml(base_path)
-        if "base" in base:
-            raise ConfigError(f"{path}: base recipe {base_name!r} has a base of its own; one level at most")
-        data = _merge(base, data)
+    data = _merged(path) if path is not None else {}
     for override in overrides or []:
         _apply_override(data, override)
     try:
@@ -128,4 +138,8 @@ def model_kwargs(recipe: Recipe) -> dict[str, Any]:
         kwargs["class_weights"] = list(recipe.loss.class_weights)
     if recipe.loss.aux_weight is not None:
         kwargs["aux_weight"] = recipe.loss.aux_weight
+    if recipe.loss.name != "ce":
+        kwargs["loss"] = recipe.loss.name
+    if recipe.loss.options():
+        kwargs["loss_options"] = recipe.loss.options()
     return kwargs

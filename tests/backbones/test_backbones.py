@@ -24,7 +24,7 @@ from seglab.backbones import (
 )
 from seglab.errors import ConfigError
 
-CHEAP = ["vgg11", "vgg16", "vgg16_bn", "resnet18", "resnet50", "densenet121"]
+CHEAP = ["vgg11", "vgg11_bn", "vgg16", "vgg16_bn", "resnet18", "resnet50", "densenet121"]
 LARGE = ["resnet101", "resnet152", "wide_resnet50_2", "resnext101_32x8d"]
 NOMINAL_STRIDES = {"c1": 2, "c2": 4, "c3": 8, "c4": 16, "c5": 32}
 

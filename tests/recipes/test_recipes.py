@@ -8,7 +8,7 @@ import pytest
 
 import seglab
 from seglab.errors import ConfigError
-from seglab.recipes import list_recipes, load_recipe, model_kwargs
+from seglab.recipes import list_recipes, load_recipe, model_kwargs, recipes_for
 
 
 @pytest.mark.parametrize("name", list_recipes())
@@ -22,11 +22,27 @@ def test_shipped_recipe_loads_and_builds(name: str) -> None:
         seglab.create_model(recipe.model.name, num_classes=2, **model_kwargs(recipe))
 
 
-def test_every_shipped_recipe_is_named_by_its_model() -> None:
-    named = {r for m in seglab.list_models() for r in seglab.model_spec(m).recipes}
+def test_recipes_for_finds_recipes_through_their_base() -> None:
+    assert "unet_isbi2012_cpu" in recipes_for("unet")
+    assert "unet_camvid_cpu" in recipes_for("unet")  # model named in the file, data/optim from its base
+    assert "_camvid_cpu_budget" not in list_recipes()  # shared bases are not recipes of their own
+    assert recipes_for("no_such_model") == []
+
+
+def test_every_semantic_model_has_a_camvid_cpu_recipe() -> None:
+    missing = [m for m in seglab.list_models(task="semantic") if not any(
+        r.endswith("_camvid_cpu") for r in recipes_for(m))]
+    assert not missing, f"semantic models without a *_camvid_cpu recipe: {missing}"
+
+
+def test_camvid_cpu_recipes_share_one_budget() -> None:
+    """`seglab bench --train` compares models: everything but the model must be identical."""
+    budget = load_recipe("_camvid_cpu_budget", overrides=["model.name=unet"]).model_dump()
     for name in list_recipes():
-        if load_recipe(name).data.dataset != "synthetic":
-            assert name in named, f"recipe {name} is not listed in its model's ModelSpec.recipes"
+        if name.endswith("_camvid_cpu"):
+            recipe = load_recipe(name).model_dump()
+            for section in ("data", "optim", "schedule", "loss", "train", "eval"):
+                assert recipe[section] == budget[section], f"{name}: {section} differs from _camvid_cpu_budget"
 
 
 def test_unknown_field_names_file_and_dotted_field(tmp_path: Path) -> None:

@@ -86,7 +86,6 @@ class DeconvNet(SegmenterBase):
         arxiv="1505.04366",
         year=2015,
         survey_row="DeconvNet",
-        recipes=(),
         input_multiple=32,
         test_kwargs={"base_channels": 8, "fc_channels": 16},
         reference_params=252e6,  # issue 3 (from the paper): about 252 M parameters; PASCAL VOC, 21 classes

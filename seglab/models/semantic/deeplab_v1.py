@@ -130,7 +130,6 @@ class DeepLabV1(SegmenterBase):
         arxiv="1412.7062",
         year=2014,
         survey_row="DeepLab",
-        recipes=(),
         input_multiple=OUTPUT_STRIDE,
         test_kwargs={"backbone": "vgg11", "hidden": 32},
         reference_params=20.5e6,  # DeepLab-LargeFOV, Table 2: 20.5 M (we build 20.51 M for 21 classes)

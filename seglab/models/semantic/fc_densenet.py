@@ -130,7 +130,6 @@ for _depth, (_layers, _bottleneck, _growth, _params) in VARIANTS.items():
             arxiv="1611.09326",
             year=2017,
             survey_row="FC-DenseNet103",  # the survey has one row for the three variants
-            recipes=(),
             input_multiple=32,
             test_kwargs={"layers_per_block": (2, 2), "bottleneck_layers": 2, "growth_rate": 4, "first_channels": 8},
             reference_params=_params,

@@ -109,7 +109,6 @@ for _variant in ("32s", "16s", "8s"):
             arxiv="1411.4038",
             year=2014,
             survey_row="FCN-VGG16",
-            recipes=("fcn8s_camvid_cpu",) if _variant == "8s" else (),
             input_multiple=32,
             test_kwargs={"backbone": "vgg11", "hidden": 64},
             reference_params=134e6,  # the paper's Caffe models: about 134 M for 21 classes

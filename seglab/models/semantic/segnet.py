@@ -53,7 +53,6 @@ class SegNet(SegmenterBase):
         arxiv="1511.00561",
         year=2016,  # the survey's table (TPAMI 2017; arXiv 2015)
         survey_row="SegNet",
-        recipes=(),
         input_multiple=32,
         test_kwargs={"base_channels": 8},
         reference_params=29.5e6,  # issue 3 (from the paper): "about 29.5 M parameters"; CamVid has 11 classes

@@ -141,7 +141,6 @@ def valid_input_size(output_size: int) -> int:
         arxiv="1505.04597",
         year=2015,
         survey_row="U-Net",
-        recipes=("unet_isbi2012", "unet_isbi2012_cpu"),
         input_multiple=16,
         test_kwargs={"base_channels": 8},
         reference_params=31.0e6,  # issue #2 / the common reference count for 2 classes

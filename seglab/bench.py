@@ -1,0 +1,162 @@
+"""The model comparison behind `seglab bench`: cost, CPU latency and a CamVid score per model.
+
+For every registered semantic model, one row:
+
+- ``params_M`` and ``gflops``: the paper configuration (default builder arguments), 21 classes,
+  one 360x480 image, counted on the meta device (``seglab.models.cost``);
+- ``latency_s``: the median eval-mode forward of that configuration on one random 360x480 image
+  (batch 1) on the CPU with the given number of threads, after one warm-up run;
+- ``miou`` / ``pixel_acc`` on CamVid val after training the model's CPU variant
+  (``<model>_camvid_cpu`` recipe) under the one budget those recipes share
+  (``recipes/_camvid_cpu_budget.yaml``), with ``cpu_params_M`` the variant's size and ``train_s``
+  its wall time.
+
+Training results are kept in ``<out>/<model>/bench.json`` with the recipe they came from, and reused
+while the recipe is unchanged, so an interrupted bench continues where it stopped and the table
+can be rebuilt from the result files.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seglab.cli.common import json_safe
+from seglab.models.cost import COST_SIZE, model_cost
+from seglab.recipes import load_recipe, model_kwargs, recipes_for
+from seglab.registry import create_model, list_models
+
+CPU_SUFFIX = "_camvid_cpu"
+BUDGET_RECIPE = "_camvid_cpu_budget"
+COST_CLASSES = 21  # PASCAL VOC's 20 classes + background, as `seglab models` reports
+RESULT_FILE = "bench.json"
+
+__all__ = ["BenchRow", "cpu_recipe_for", "measure_latency", "run_bench", "train_row"]
+
+
+@dataclass
+class BenchRow:
+    """One model's figures; ``None`` where a measurement was not requested or not possible."""
+
+    model: str
+    params_M: float
+    gflops: float | None
+    latency_s: float | None = None
+    cpu_recipe: str | None = None
+    cpu_params_M: float | None = None
+    train_s: float | None = None
+    miou: float | None = None
+    pixel_acc: float | None = None
+
+
+def cpu_recipe_for(model: str) -> str | None:
+    """The shipped ``*_camvid_cpu`` recipe that trains ``model``, or None."""
+    return next((name for name in recipes_for(model) if name.endswith(CPU_SUFFIX)), None)
+
+
+def measure_latency(model: str, *, size: tuple[int, int] = COST_SIZE, repeats: int = 3,
+                    num_classes: int = COST_CLASSES) -> float:
+    """Median seconds of one eval forward of ``model`` (default arguments) on one ``size`` image."""
+    torch.manual_seed(0)
+    net = create_model(model, num_classes=num_classes).eval()
+    images = torch.rand(1, 3, *size)
+    times = []
+    with torch.no_grad():
+        for i in range(repeats + 1):
+            start = time.perf_counter()
+            net(images)
+            if i:  # the first run warms up allocators and kernels
+                times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def train_row(recipe_name: str, *, out_dir: Path, overrides: list[str] | None = None, force: bool = False,
+              console: Any = None, progress: bool = True) -> dict[str, Any]:
+    """Train ``recipe_name`` (with ``overrides``) into ``out_dir`` and return its result record.
+
+    The record (``out_dir/bench.json``) holds the validated recipe, the final val metrics, steps,
+    seconds, torch version and thread count. An existing record for the same recipe is returned
+    without training unless ``force``.
+    """
+    from seglab.engine.train import train  # the engine is only needed when training
+
+    recipe = load_recipe(recipe_name, overrides=overrides)
+    record_path = out_dir / RESULT_FILE
+    config = recipe.model_dump(mode="json")
+    if record_path.is_file() and not force:
+        record = json.loads(record_path.read_text())
+        if record.get("recipe") == config:
+            return record
+    if out_dir.exists():  # a stale or interrupted run: start over rather than resume a different recipe
+        for path in sorted(out_dir.rglob("*"), reverse=True):
+            path.unlink() if path.is_file() else path.rmdir()
+    result = train(recipe, out_dir=out_dir, device="cpu", console=console, progress=progress)
+    record = {
+        "recipe_name": recipe_name,
+        "recipe": config,
+        "steps": result.steps,
+        "seconds": result.seconds,
+        "miou": result.metrics.get("miou"),
+        "pixel_acc": result.metrics.get("pixel_acc"),
+        "per_class_iou": result.metrics.get("iou"),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+    record_path.write_text(json.dumps(json_safe(record), indent=2) + "\n")
+    return record
+
+
+def run_bench(
+    models: Iterable[str] | None = None,
+    *,
+    latency: bool = True,
+    train: bool = False,
+    out_dir: str | Path = "runs/bench",
+    overrides: list[str] | None = None,
+    repeats: int = 3,
+    force: bool = False,
+    console: Any = None,
+    progress: bool = True,
+    on_row: Callable[[BenchRow], None] | None = None,
+) -> list[BenchRow]:
+    """Measure ``models`` (default: every semantic model) and return one row each.
+
+    Args:
+        latency: time the paper configuration on the CPU (threads as set by the caller).
+        train: train each model's ``*_camvid_cpu`` recipe (results cached under ``out_dir``).
+        overrides: ``key=value`` recipe overrides applied to every training run (e.g. a shorter
+            ``schedule.steps`` for a smoke run); they become part of the cached record.
+        on_row: called with each row as soon as it is complete (progress output).
+    """
+    rows = []
+    for name in list(models) if models is not None else list_models(task="semantic"):
+        params, gflops = model_cost(name, num_classes=COST_CLASSES)
+        row = BenchRow(model=name, params_M=params / 1e6, gflops=gflops)
+        if latency:
+            row.latency_s = measure_latency(name, repeats=repeats)
+        row.cpu_recipe = cpu_recipe_for(name)
+        if row.cpu_recipe is not None:
+            recipe = load_recipe(row.cpu_recipe, overrides=overrides)
+            with torch.device("meta"):
+                variant = create_model(name, num_classes=11, **model_kwargs(recipe))
+            row.cpu_params_M = sum(p.numel() for p in variant.parameters()) / 1e6
+            if train:
+                record = train_row(row.cpu_recipe, out_dir=Path(out_dir) / name, overrides=overrides,
+                                   force=force, console=console, progress=progress)
+                row.train_s, row.miou, row.pixel_acc = record["seconds"], record["miou"], record["pixel_acc"]
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+    return rows
+
+
+def rows_as_dicts(rows: list[BenchRow]) -> list[dict[str, Any]]:
+    """Rows as plain dicts (for JSON / CSV / Markdown output)."""
+    return [asdict(row) for row in rows]
