@@ -192,7 +192,7 @@ class SegmentationDataset(Dataset):
     def __getitem__(self, index: int) -> Any:
         image_path, label_path = self.files(index)
         image = read_image(image_path)
-        raw = read_label(label_path)
+        raw = self.raw_label(index)  # subclasses with non-image labels (.mat) override raw_label
         check_same_size(image_path, tuple(image.shape[-2:]), label_path, raw.shape)
         mask = tv_tensors.Mask(torch.from_numpy(self.map_label(raw, source=label_path)))
         if self.transforms is not None:

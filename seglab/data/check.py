@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from seglab.data.base import INDEX_MASK_MODES, SegmentationDataset, _format_values, open_image_file
+from seglab.data.base import IMAGE_SUFFIXES, INDEX_MASK_MODES, SegmentationDataset, _format_values, open_image_file
 from seglab.errors import DataError
 
 MAX_LISTED = 5  # files named per problem before "and N more"
@@ -124,6 +124,8 @@ def _read_item(dataset: SegmentationDataset, index: int, tally: _Tally) -> tuple
         return dataset.raw_label(index), f"item {index}"
     image_path, label_path = dataset.files(index)
     image_hw = _open(image_path, tally)
+    if Path(label_path).suffix.lower() not in IMAGE_SUFFIXES:
+        return _read_decoded(dataset, index, image_path, image_hw, tally)
     label = _open(label_path, tally, keep=True)
     if label is None:
         return None, str(label_path)
@@ -133,6 +135,24 @@ def _read_item(dataset: SegmentationDataset, index: int, tally: _Tally) -> tuple
     if label.mode == "P":
         tally.palette_masks.append(str(label_path))
     raw = np.asarray(label, dtype=np.uint8) if label.mode == "1" else np.asarray(label)
+    if image_hw is not None and tuple(image_hw) != raw.shape:
+        tally.mismatched.append(
+            f"image {str(image_path)!r} is {image_hw[1]}x{image_hw[0]} but label {str(label_path)!r} is "
+            f"{raw.shape[1]}x{raw.shape[0]} (WxH)"
+        )
+    return raw, str(label_path)
+
+
+def _read_decoded(
+    dataset: SegmentationDataset, index: int, image_path: Path, image_hw: Any, tally: _Tally
+) -> tuple[np.ndarray | None, str]:
+    """Read a non-image label (e.g. MATLAB .mat in SBD, SiftFlow) through the dataset's ``raw_label``."""
+    label_path = dataset.files(index)[1]
+    try:
+        raw = dataset.raw_label(index)
+    except DataError as err:
+        tally.unreadable.append(f"{str(label_path)!r} ({err})")
+        return None, str(label_path)
     if image_hw is not None and tuple(image_hw) != raw.shape:
         tally.mismatched.append(
             f"image {str(image_path)!r} is {image_hw[1]}x{image_hw[0]} but label {str(label_path)!r} is "

@@ -6,6 +6,16 @@
 | "isbi2012_em" | ISBI2012EM        | train (0..19), val (20..23), all |
 | "synthetic"   | SyntheticShapes   | train, val                     |
 | "folder"      | FolderDataset     | sub-folders of root, or image_dir=/mask_dir= |
+| "voc2012"     | VOC2012           | train, val, trainval, train_aug (+ SBD) |
+| "sbd"         | SBD               | train, val                     |
+| "pascal_context" | PascalContext  | train, val; num_classes=59 or 60 |
+| "siftflow"    | SiftFlow          | train, test (TestSet1.txt)     |
+| "sunrgbd"     | SUNRGBD           | train, test; read_depth(i)     |
+| "ade20k"      | ADE20K            | train, val                     |
+| "isbi_cell_tracking" | ISBICellTracking | 01, 02, all; sequence="PhC-C2DH-U373" or "DIC-C2DH-HeLa" |
+| "cityscapes"  | Cityscapes        | train, val, test (all: flat layout); folder=, task= |
+| "coco"        | CocoInstances     | train, val; folder=, task="instance"/"semantic", skip_empty= |
+| "coco_panoptic" | CocoPanoptic    | train, val; folder=, json_file=, panoptic_dir=, image_dir=, task= |
 """
 
 from __future__ import annotations
@@ -15,13 +25,24 @@ from pathlib import Path
 from typing import Any
 
 from seglab.data.base import SegmentationDataset, Transforms
+from seglab.data.datasets.ade20k import ADE20K
 from seglab.data.datasets.camvid import CamVid
+from seglab.data.datasets.cityscapes import Cityscapes
+from seglab.data.datasets.coco import CocoInstances
+from seglab.data.datasets.coco_panoptic import CocoPanoptic
 from seglab.data.datasets.folder import FolderDataset, list_images, resolve_split_dirs
 from seglab.data.datasets.isbi import ISBI2012EM
+from seglab.data.datasets.isbi_cell_tracking import ISBICellTracking
+from seglab.data.datasets.pascal_context import PascalContext
+from seglab.data.datasets.siftflow import SiftFlow
+from seglab.data.datasets.sunrgbd import SUNRGBD
+from seglab.data.datasets.voc import SBD, VOC2012
 from seglab.data.synthetic import SyntheticShapes
 from seglab.errors import ConfigError, closest
 
 __all__ = ["CamVid", "FolderDataset", "ISBI2012EM", "SyntheticShapes", "build_dataset", "list_datasets", "list_images"]
+__all__ += ["Cityscapes", "CocoInstances", "CocoPanoptic"]
+__all__ += ["ADE20K", "ISBICellTracking", "PascalContext", "SBD", "SUNRGBD", "SiftFlow", "VOC2012"]
 
 
 def _camvid(*, split: str, root: str | Path | None, transforms: Transforms | None) -> CamVid:
@@ -65,6 +86,17 @@ _BUILDERS: dict[str, Callable[..., SegmentationDataset]] = {
     "isbi2012_em": _isbi,
     "synthetic": _synthetic,
     "folder": _folder,
+    # Classes with keyword-only (split, root, transforms, options...) constructors are their own builders.
+    "voc2012": VOC2012,
+    "sbd": SBD,
+    "pascal_context": PascalContext,
+    "siftflow": SiftFlow,
+    "sunrgbd": SUNRGBD,
+    "ade20k": ADE20K,
+    "isbi_cell_tracking": ISBICellTracking,
+    "cityscapes": Cityscapes,
+    "coco": CocoInstances,
+    "coco_panoptic": CocoPanoptic,
 }
 
 
@@ -89,7 +121,8 @@ def build_dataset(
         root: the data root (``None``: ``seglab.data.data_root()``); for "folder", the folder.
         transforms: joint ``(image, mask)`` transform.
         **kwargs: dataset-specific options ("synthetic": num_images, size, seed, task; "folder":
-            image_dir, mask_dir, classes, label_map, ignore_values, palette, mask_suffix).
+            image_dir, mask_dir, classes, label_map, ignore_values, palette, mask_suffix;
+            "pascal_context": num_classes; "isbi_cell_tracking": sequence).
 
     Raises:
         ConfigError: unknown name, split or option.

@@ -1,0 +1,205 @@
+"""COCO panoptic (2017): 133 categories (80 things + 53 stuff), panoptic PNG + JSON segments.
+
+A. Kirillov et al., "Panoptic Segmentation", CVPR 2019; format from https://cocodataset.org/#format-data
+and cocodataset/panopticapi (read for the format, not copied).
+
+Layout under ``<data root>/<folder>`` (folder "coco" by default), as distributed::
+
+    annotations/panoptic_<split>2017.json      images, annotations[*].segments_info, categories
+    annotations/panoptic_<split>2017/<id>.png  RGB panoptic PNGs (annotations[*].file_name)
+    <split>2017/<id>.jpg                       images
+
+Splits "train" and "val". Other layouts pass ``json_file``, ``panoptic_dir`` and ``image_dir``
+relative to the folder; panopticapi's ``sample_data`` (``coco_panoptic_sample``) is
+``json_file="panoptic_examples.json", panoptic_dir="panoptic_examples", image_dir="input_images"``.
+
+Encoding: a PNG pixel's segment id is ``R + 256 G + 256^2 B``; 0 is void (unlabelled). Each non-zero
+id is one entry of ``segments_info`` (``id``, ``category_id``, ``iscrowd``, ``area``, ``bbox``).
+Classes: the JSON's categories sorted by id become the contiguous class ids 0..132 (person = 0,
+things first since thing ids 1..90 precede stuff ids 92..200); ``thing_classes`` lists those with
+``isthing == 1``.
+
+Targets (``task``):
+    "panoptic": ``dict(semantic=Mask int64 [H, W], instance_ids=Mask int64 [H, W])`` as in
+        ``seglab.data.synthetic``: semantic class 0..132 and 255 on void; instance ids 1..K for the
+        non-crowd thing segments in ``segments_info`` order, 0 on stuff, void and crowd segments
+        (a thing-class pixel with instance id 0 is a crowd region).
+    "semantic": the ``semantic`` part alone (``Mask`` int64 [H, W]).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torchvision import tv_tensors
+
+from seglab.data.base import (
+    SegmentationDataset, Transforms, check_same_size, check_split, default_palette, open_image_file, read_image,
+)  # fmt: skip
+from seglab.data.datasets.coco import _field, load_coco_json
+from seglab.data.root import dataset_dir
+from seglab.errors import ConfigError, DataError
+
+__all__ = ["CocoPanoptic", "panoptic_ids"]
+
+TASKS = ("panoptic", "semantic")
+SPLITS = ("train", "val")
+
+
+def panoptic_ids(path: Path) -> np.ndarray:
+    """Read a COCO panoptic PNG as segment ids ``R + 256 G + 256^2 B``, [H, W] int64.
+
+    Raises:
+        DataError: unreadable file, or not an RGB image.
+    """
+    image = open_image_file(path)
+    if image.mode != "RGB":
+        raise DataError(f"panoptic PNG {str(path)!r} has mode {image.mode!r}; expected RGB (id = R + 256 G + 256^2 B)")
+    rgb = np.asarray(image).astype(np.int64)
+    return rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
+
+
+class CocoPanoptic(SegmentationDataset):
+    """COCO panoptic segmentation, 133 classes, semantic + instance id maps.
+
+    Args:
+        split: "train" or "val".
+        root: the data root holding ``<folder>/``; ``None`` uses ``seglab.data.data_root()``.
+        folder: the dataset folder name under ``root`` (e.g. "coco_panoptic_sample").
+        json_file, panoptic_dir, image_dir: paths relative to the folder, overriding the official
+            layout (see the module docstring).
+        task: "panoptic" or "semantic".
+        transforms: joint ``(image, target)`` transform, see ``SegmentationDataset``.
+    """
+
+    name = "coco_panoptic"
+    has_files = False  # labels are RGB-coded PNGs: `seglab data check` reads raw_label()
+
+    def __init__(
+        self,
+        *,
+        split: str = "val",
+        root: str | Path | None = None,
+        folder: str = "coco",
+        json_file: str | None = None,
+        panoptic_dir: str | None = None,
+        image_dir: str | None = None,
+        task: str = "panoptic",
+        transforms: Transforms | None = None,
+    ) -> None:
+        check_split(self.name, split, SPLITS)
+        if task not in TASKS:
+            raise ConfigError(f"coco_panoptic: unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
+        super().__init__(split=split, transforms=transforms)
+        self.task = task
+        self.root = dataset_dir(folder, root)
+        self.json_path = self.root / (json_file or f"annotations/panoptic_{split}2017.json")
+        self.panoptic_dir = self.root / (panoptic_dir or f"annotations/panoptic_{split}2017")
+        self.image_dir = self.root / (image_dir or f"{split}2017")
+        for path in (self.panoptic_dir, self.image_dir):
+            if not path.is_dir():
+                raise DataError(f"COCO panoptic folder {str(path)!r} is missing")
+        data = load_coco_json(self.json_path, required=("images", "annotations", "categories"))
+        self.category_to_class = self._read_categories(data["categories"])
+        self.samples, self.segments = self._read_annotations(data["images"], data["annotations"])
+
+    def _read_categories(self, categories: list[Any]) -> dict[int, int]:
+        """Map category id -> class 0..N-1 (sorted by id); set ``classes``, ``palette``, ``thing_classes``."""
+        table: dict[int, dict[str, Any]] = {}
+        for k, category in enumerate(categories):
+            where = f"{str(self.json_path)!r}: categories[{k}]"
+            category_id = _field(category, "id", int, where)
+            if category_id in table:
+                raise DataError(f"{where}: category id {category_id} appears twice")
+            _field(category, "name", str, where)
+            _field(category, "isthing", int, where)
+            table[category_id] = category
+        ordered = [table[i] for i in sorted(table)]
+        self.classes = tuple(c["name"] for c in ordered)
+        fallback = default_palette(len(ordered))
+        self.palette = [
+            tuple(c["color"]) if isinstance(c.get("color"), list) else fallback[i] for i, c in enumerate(ordered)
+        ]
+        self.thing_classes = tuple(i for i, c in enumerate(ordered) if c["isthing"])
+        return {c["id"]: i for i, c in enumerate(ordered)}
+
+    def _read_annotations(
+        self, images: list[Any], annotations: list[Any]
+    ) -> tuple[list[tuple[Path, Path]], list[list[dict[str, Any]]]]:
+        files = {}
+        for k, image in enumerate(images):
+            where = f"{str(self.json_path)!r}: images[{k}]"
+            files[_field(image, "id", int, where)] = _field(image, "file_name", str, where)
+        samples, segments = [], []
+        for k, ann in enumerate(annotations):
+            where = f"{str(self.json_path)!r}: annotations[{k}]"
+            image_id = _field(ann, "image_id", int, where)
+            if image_id not in files:
+                raise DataError(f"{where}: image_id {image_id} is not in 'images'")
+            png = self.panoptic_dir / _field(ann, "file_name", str, where)
+            image = self.image_dir / files[image_id]
+            for path in (image, png):
+                if not path.is_file():
+                    raise DataError(f"{where}: file {str(path)!r} (image id {image_id}) is missing")
+            infos = _field(ann, "segments_info", list, where)
+            for info in infos:
+                segment_id = info.get("id") if isinstance(info, dict) else "?"
+                segment_where = f"{where} (image id {image_id}) segment {segment_id}"
+                _field(info, "id", int, segment_where)
+                if _field(info, "category_id", int, segment_where) not in self.category_to_class:
+                    raise DataError(f"{segment_where}: unknown category_id {info['category_id']} (not in 'categories')")
+            samples.append((image, png))
+            segments.append(infos)
+        return samples, segments
+
+    def __getitem__(self, index: int) -> Any:
+        image_path, png_path = self.samples[index]
+        image = read_image(image_path)
+        semantic, instance_ids = self.decode(index)
+        check_same_size(image_path, tuple(image.shape[-2:]), png_path, semantic.shape)
+        target: Any = tv_tensors.Mask(torch.from_numpy(semantic))
+        if self.task == "panoptic":
+            target = dict(semantic=target, instance_ids=tv_tensors.Mask(torch.from_numpy(instance_ids)))
+        if self.transforms is not None:
+            return self.transforms(image, target)
+        return image, target
+
+    def raw_label(self, index: int) -> np.ndarray:
+        """Return the semantic map of item ``index``: [H, W] int64 classes 0..132, 255 = void."""
+        return self.decode(index)[0]
+
+    def decode(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Decode item ``index``'s PNG into (semantic [H, W] int64, instance_ids [H, W] int64).
+
+        Raises:
+            DataError: the PNG holds an id missing from ``segments_info``, or a listed segment has no pixel.
+        """
+        png_path = self.samples[index][1]
+        ids = panoptic_ids(png_path)
+        present, inverse = np.unique(ids, return_inverse=True)
+        listed = {info["id"]: info for info in self.segments[index]}
+        unknown = [int(i) for i in present if i != 0 and i not in listed]
+        if unknown:
+            raise DataError(
+                f"panoptic PNG {str(png_path)!r} has segment id(s) {unknown[:5]} not in {str(self.json_path)!r}"
+            )
+        absent = sorted(set(listed) - set(present.tolist()))
+        if absent:
+            raise DataError(
+                f"{str(self.json_path)!r}: segment id(s) {absent[:5]} of {png_path.name} have no pixel in the PNG"
+            )
+        semantic_lut = np.full(present.size, self.ignore_index, dtype=np.int64)
+        instance_lut = np.zeros(present.size, dtype=np.int64)
+        next_instance = 1
+        position = {int(i): k for k, i in enumerate(present)}
+        for info in self.segments[index]:  # segments_info order fixes the instance numbering
+            cls = self.category_to_class[info["category_id"]]
+            semantic_lut[position[info["id"]]] = cls
+            if cls in self.thing_classes and not info.get("iscrowd", 0):
+                instance_lut[position[info["id"]]] = next_instance
+                next_instance += 1
+        inverse = inverse.reshape(ids.shape)
+        return semantic_lut[inverse], instance_lut[inverse]
