@@ -1,4 +1,4 @@
-"""`seglab data check`: validate labels before training."""
+"""`seglab data check | fetch | stats`: validate labels, download datasets, class statistics."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from rich.table import Table
 
 from seglab.cli.common import OutputFormat, console
 from seglab.data import CheckReport, build_dataset, check_dataset
+from seglab.data.fetch import URL_BASE_ENV, fetch_dataset
+from seglab.data.sources import list_sources
+from seglab.data.stats import ClassStats, compute_class_stats
 from seglab.engine.progress import progress_bar
 
 data_app = typer.Typer(no_args_is_help=True, help="Dataset tools.")
@@ -61,3 +64,66 @@ def _render(report: CheckReport) -> None:
     for error in report.errors:
         console.print(f"[red]error:[/] {error}")
     console.print("[green]ok[/]: labels are consistent" if report.ok else f"[red]{len(report.errors)} error(s)[/]")
+
+
+@data_app.command("fetch")
+def fetch(
+    name: str = typer.Argument(..., help=f"dataset to download: {', '.join(list_sources())}"),
+    root: Path = typer.Option(None, "--root", help="data root; files go to ROOT/<dataset> (default: the data root)"),
+    url_base: str = typer.Option(None, "--url-base", envvar=URL_BASE_ENV, help="mirror replacing the official URLs"),
+    attempts: int = typer.Option(3, help="tries per file; each retry resumes the partial download"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+) -> None:
+    """Download a dataset from its official source, check its SHA-256, extract and convert it.
+
+    Interrupted downloads resume on the next run. Exits with status 1 when the files need a manual
+    download (the instructions are printed).
+    """
+    with progress_bar(console, enabled=not quiet, transfer=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def report(description: str, done: int, total: int | None) -> None:
+            if description not in tasks:
+                tasks[description] = bar.add_task(description, total=total)
+            bar.update(tasks[description], completed=done, total=total)
+
+        result = fetch_dataset(name, root, url_base=url_base, attempts=attempts, progress=report,
+                               log=lambda message: console.print(message, highlight=False, soft_wrap=True))
+    if not result.complete:
+        console.print(result.instructions, highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    console.print(f"[green]ok[/]: {name} is in {result.folder}", highlight=False)
+
+
+@data_app.command("stats")
+def stats(
+    dataset: str = typer.Argument(..., help="dataset name (camvid, isbi2012_em, synthetic, ...)"),
+    split: str = typer.Option("train", help="split to count"),
+    data_root: Path = typer.Option(None, help="data root (default: $SEGLAB_DATA or ../shared/data)"),
+    max_items: int = typer.Option(None, help="read only this many items, evenly spaced"),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json"),
+) -> None:
+    """Per-class pixel counts, frequencies and SegNet's median-frequency class weights."""
+    data = build_dataset(dataset, split=split, root=data_root)
+    with progress_bar(console, enabled=fmt is OutputFormat.table) as bar:
+        task = bar.add_task(f"counting {dataset}/{split}", total=min(len(data), max_items or len(data)))
+        result = compute_class_stats(data, max_items=max_items,
+                                     progress=lambda done, total: bar.update(task, completed=done))
+    if fmt is OutputFormat.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        _render_stats(result)
+
+
+def _render_stats(result: ClassStats) -> None:
+    table = Table(title=f"{result.dataset}/{result.split}: {result.num_items} items, {result.total_pixels} pixels")
+    for column in ("class", "pixels", "share", "images", "image freq", "freq", "weight"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for row in result.rows():
+        table.add_row(row["class"], str(row["pixels"]), f"{100 * row['share']:.2f} %", str(row["images"]),
+                      f"{row['image_freq']:.3f}", f"{row['freq']:.5f}", f"{row['weight']:.4f}")
+    ignored_share = 100 * result.ignored_pixels / max(result.total_pixels, 1)
+    table.add_row("(ignored)", str(result.ignored_pixels), f"{ignored_share:.2f} %", "", "", "", "")
+    console.print(table)
+    console.print("weight = median(freq) / freq, freq = class pixels / pixels of the images containing the "
+                  "class (Eigen & Fergus 2015, as used by SegNet)", highlight=False)

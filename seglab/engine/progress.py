@@ -6,7 +6,10 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 
 class _Silent:
@@ -21,13 +24,17 @@ class _Silent:
 
 
 @contextmanager
-def progress_bar(console: Console, *, enabled: bool = True) -> Iterator[Any]:
-    """Yield a rich Progress (description, bar, n/total, elapsed, ETA) or a no-op object."""
+def progress_bar(console: Console, *, enabled: bool = True, transfer: bool = False) -> Iterator[Any]:
+    """Yield a rich Progress (description, bar, n/total, elapsed, ETA) or a no-op object.
+
+    ``transfer=True`` counts bytes: "12.3/45.6 MB" and a speed instead of n/total.
+    """
     if not enabled:
         yield _Silent()
         return
+    counts = (DownloadColumn(), TransferSpeedColumn()) if transfer else (MofNCompleteColumn(),)
     columns = (
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.description}"), BarColumn(), *counts,
         TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=False) as bar:
