@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from seglab.backbones import load_pretrained
 from seglab.heads.fcn import vgg_classifier_state
 from seglab.layers.unpool import PoolingIndicesEncoder, UnpoolingDecoder, bn_relu_after, he_init, vgg16_stages
-from seglab.losses.cross_entropy import PixelCrossEntropy
+from seglab.losses import pixel_criterion
 from seglab.models.semantic.segmenter import SegmenterBase
 from seglab.registry import ModelSpec, register_model
 
@@ -99,6 +99,8 @@ def deconvnet_vgg16(
     fc_channels: int = 4096,
     pretrained_backbone: str | Path | None = None,
     class_weights: list[float] | None = None,
+    loss: str = "ce",
+    loss_options: dict[str, float] | None = None,
 ) -> DeconvNet:
     """Build DeconvNet.
 
@@ -111,12 +113,13 @@ def deconvnet_vgg16(
             and ``fc_channels`` is 4096 (implementation details: the convolution network starts from
             VGG16 trained on ImageNet, the deconvolution network from zero-mean Gaussians).
         class_weights: optional [C] cross-entropy weights.
+        loss, loss_options: main loss by name and its options (seglab.losses.build_loss).
     """
     model = DeconvNet(
         num_classes=num_classes,
         base_channels=base_channels,
         fc_channels=fc_channels,
-        criterion=PixelCrossEntropy(class_weights=class_weights),
+        criterion=pixel_criterion(loss, class_weights, loss_options),
     )
     if pretrained_backbone is not None:
         load_pretrained(model.encoder, pretrained_backbone)

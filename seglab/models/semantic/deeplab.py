@@ -32,7 +32,7 @@ from seglab.errors import ConfigError
 from seglab.layers.aspp import ASPP, deeplabv2_aspp, deeplabv3_aspp
 from seglab.layers.conv_norm_act import conv_norm_act
 from seglab.layers.upsample import resize_to
-from seglab.losses.cross_entropy import PixelCrossEntropy
+from seglab.losses import pixel_criterion
 from seglab.models.semantic.segmenter import SemanticSegmenter
 from seglab.registry import ModelSpec, register_model
 
@@ -147,6 +147,8 @@ def deeplabv2(
     dropout: float = 0.5,
     pretrained_backbone: str | Path | None = None,
     class_weights: list[float] | None = None,
+    loss: str = "ce",
+    loss_options: dict[str, float] | None = None,
 ) -> DeepLab:
     """Build DeepLab v2: ResNet at output stride 8 and ASPP with summed classifier branches.
 
@@ -159,6 +161,7 @@ def deeplabv2(
         dropout: dropout inside the fc6/fc7 branches (only with branch_hidden).
         pretrained_backbone: local torchvision ResNet weights.
         class_weights: optional [C] cross-entropy weights.
+        loss, loss_options: main loss by name and its options (seglab.losses.build_loss).
     """
     encoder = build_backbone(backbone, output_stride=8, pretrained=pretrained_backbone)
     # The released model dilates every unit of a stage alike (res4*: 2, res5*: 4), where torchvision
@@ -173,7 +176,7 @@ def deeplabv2(
         head=ContextClassifier(aspp, nn.Identity()),  # the summed branch scores are the logits
         num_classes=num_classes,
         input_multiple=8,
-        criterion=PixelCrossEntropy(class_weights=class_weights),
+        criterion=pixel_criterion(loss, class_weights, loss_options),
     )
 
 
@@ -191,6 +194,8 @@ def deeplabv3(
     decoder_channels: int = 256,
     pretrained_backbone: str | Path | None = None,
     class_weights: list[float] | None = None,
+    loss: str = "ce",
+    loss_options: dict[str, float] | None = None,
 ) -> DeepLab:
     """Build DeepLab v3 (parallel ASPP or cascaded blocks) or, with ``decoder=True``, DeepLab v3+.
 
@@ -206,6 +211,7 @@ def deeplabv3(
         low_level_channels, decoder_channels: v3+ decoder widths (48 and 256).
         pretrained_backbone: local torchvision ResNet weights.
         class_weights: optional [C] cross-entropy weights.
+        loss, loss_options: main loss by name and its options (seglab.losses.build_loss).
     """
     _check_v3_settings(output_stride=output_stride, head=head, decoder=decoder)
     encoder = build_backbone(backbone, output_stride=output_stride, pretrained=pretrained_backbone)
@@ -230,7 +236,7 @@ def deeplabv3(
         head=module,
         num_classes=num_classes,
         input_multiple=output_stride,
-        criterion=PixelCrossEntropy(class_weights=class_weights),
+        criterion=pixel_criterion(loss, class_weights, loss_options),
     )
 
 

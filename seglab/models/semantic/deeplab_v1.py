@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from seglab.backbones import build_backbone
 from seglab.heads.fcn import vgg_classifier_state
 from seglab.layers.crf import DenseCRF
-from seglab.losses.cross_entropy import PixelCrossEntropy
+from seglab.losses import pixel_criterion
 from seglab.models.semantic.segmenter import SegmenterBase
 from seglab.registry import ModelSpec, register_model
 from seglab.structures import SemanticPrediction
@@ -145,6 +145,8 @@ def deeplabv1_vgg16(
     crf: bool = False,
     pretrained_backbone: str | Path | None = None,
     class_weights: list[float] | None = None,
+    loss: str = "ce",
+    loss_options: dict[str, float] | None = None,
 ) -> DeepLabV1:
     """Build DeepLab-LargeFOV (DeepLab-CRF-LargeFOV with ``crf=True``).
 
@@ -158,6 +160,7 @@ def deeplabv1_vgg16(
         pretrained_backbone: local torchvision VGG weights; fc6/fc7 are decimated from its
             classifier when present and shapes allow.
         class_weights: optional [C] cross-entropy weights.
+        loss, loss_options: main loss by name and its options (seglab.losses.build_loss).
     """
     encoder = build_backbone(backbone, pretrained=pretrained_backbone)
     model = DeepLabV1(
@@ -166,7 +169,7 @@ def deeplabv1_vgg16(
         hidden=hidden,
         dropout=dropout,
         crf=DenseCRF() if crf else None,
-        criterion=PixelCrossEntropy(class_weights=class_weights),
+        criterion=pixel_criterion(loss, class_weights, loss_options),
     )
     state = vgg_classifier_state(pretrained_backbone)
     if state is not None:

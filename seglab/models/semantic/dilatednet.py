@@ -26,7 +26,7 @@ from seglab.backbones import load_pretrained
 from seglab.backbones.dilated_vgg import DilatedVGGBackbone
 from seglab.heads.fcn import ConvolutionalizedClassifier, vgg_classifier_state
 from seglab.layers.context_module import ContextModule
-from seglab.losses.cross_entropy import PixelCrossEntropy
+from seglab.losses import pixel_criterion
 from seglab.models.semantic.segmenter import SegmenterBase
 from seglab.registry import ModelSpec, register_model
 
@@ -118,6 +118,8 @@ def dilatednet_vgg16(
     hidden: int = 4096,
     pretrained_backbone: str | Path | None = None,
     class_weights: list[float] | None = None,
+    loss: str = "ce",
+    loss_options: dict[str, float] | None = None,
 ) -> DilatedNet:
     """Build DilatedNet (front end + context module).
 
@@ -130,6 +132,7 @@ def dilatednet_vgg16(
         pretrained_backbone: local torchvision VGG weights; fc6/fc7 are convolutionalised from its
             classifier when present.
         class_weights: optional [C] cross-entropy weights.
+        loss, loss_options: main loss by name and its options (seglab.losses.build_loss).
     """
     encoder = DilatedVGGBackbone(arch=backbone)
     if pretrained_backbone is not None:
@@ -142,5 +145,5 @@ def dilatednet_vgg16(
         front_end=front_end,
         num_classes=num_classes,
         context=context,
-        criterion=PixelCrossEntropy(class_weights=class_weights),
+        criterion=pixel_criterion(loss, class_weights, loss_options),
     )

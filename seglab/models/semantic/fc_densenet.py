@@ -25,7 +25,7 @@ from functools import partial
 from torch import Tensor, nn
 
 from seglab.layers.dense_block import DenseBlock, TransitionDown, TransitionUp, he_uniform_
-from seglab.losses.cross_entropy import PixelCrossEntropy
+from seglab.losses import pixel_criterion
 from seglab.models.semantic.segmenter import SegmenterBase
 from seglab.registry import ModelSpec, register_model
 
@@ -99,6 +99,8 @@ def fc_densenet(
     first_channels: int = 48,
     dropout: float = 0.2,
     class_weights: list[float] | None = None,
+    loss: str = "ce",
+    loss_options: dict[str, float] | None = None,
 ) -> FCDenseNet:
     """Build an FC-DenseNet (see FCDenseNet for the arguments); defaults give FC-DenseNet103."""
     return FCDenseNet(
@@ -108,7 +110,7 @@ def fc_densenet(
         growth_rate=growth_rate,
         first_channels=first_channels,
         dropout=dropout,
-        criterion=PixelCrossEntropy(class_weights=class_weights),
+        criterion=pixel_criterion(loss, class_weights, loss_options),
     )
 
 

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from seglab.backbones import build_backbone
 from seglab.heads.fcn import ConvolutionalizedClassifier, vgg_classifier_state, zero_init_score
 from seglab.layers.upsample import BilinearDeconv
-from seglab.losses.cross_entropy import PixelCrossEntropy
+from seglab.losses import pixel_criterion
 from seglab.models.semantic.segmenter import SegmenterBase
 from seglab.registry import ModelSpec, register_model
 
@@ -75,6 +75,8 @@ def fcn_vgg16(
     hidden: int = 4096,
     pretrained_backbone: str | Path | None = None,
     class_weights: list[float] | None = None,
+    loss: str = "ce",
+    loss_options: dict[str, float] | None = None,
 ) -> FCN:
     """Build FCN-32s/16s/8s.
 
@@ -86,6 +88,7 @@ def fcn_vgg16(
         pretrained_backbone: local torchvision VGG weights; the classifier's fc6/fc7 are
             convolutionalised into the head when present (FCN sec. 3.1).
         class_weights: optional [C] cross-entropy weights.
+        loss, loss_options: main loss by name and its options (seglab.losses.build_loss).
     """
     encoder = build_backbone(backbone, pretrained=pretrained_backbone)
     model = FCN(
@@ -93,7 +96,7 @@ def fcn_vgg16(
         num_classes=num_classes,
         variant=variant,
         hidden=hidden,
-        criterion=PixelCrossEntropy(class_weights=class_weights),
+        criterion=pixel_criterion(loss, class_weights, loss_options),
     )
     state = vgg_classifier_state(pretrained_backbone)
     if state is not None and hidden == 4096:

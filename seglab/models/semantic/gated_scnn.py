@@ -28,7 +28,7 @@ from seglab.backbones import build_backbone
 from seglab.layers.aspp import deeplabv3_aspp
 from seglab.layers.conv_norm_act import conv_norm_act
 from seglab.layers.upsample import resize_to
-from seglab.losses.cross_entropy import PixelCrossEntropy
+from seglab.losses import pixel_criterion
 from seglab.losses.dual_task import DualTaskLoss, spatial_gradient_magnitude
 from seglab.models.semantic.deeplab import DeepLabV3PlusDecoder
 from seglab.models.semantic.segmenter import SegmenterBase
@@ -192,6 +192,8 @@ def gated_scnn(
     gumbel_tau: float | None = 0.5,
     pretrained_backbone: str | Path | None = None,
     class_weights: list[float] | None = None,
+    loss: str = "ce",
+    loss_options: dict[str, float] | None = None,
 ) -> GatedSCNN:
     """Build Gated-SCNN.
 
@@ -205,6 +207,7 @@ def gated_scnn(
         gumbel_tau: Gumbel-softmax temperature in eq. 4 (0.5); None uses the plain softmax.
         pretrained_backbone: local torchvision weights for the regular stream.
         class_weights: optional [C] cross-entropy weights.
+        loss, loss_options: main loss by name and its options (seglab.losses.build_loss).
     """
     return GatedSCNN(
         backbone=build_backbone(backbone, output_stride=8, pretrained=pretrained_backbone),
@@ -212,7 +215,7 @@ def gated_scnn(
         aspp_channels=aspp_channels,
         low_level_channels=low_level_channels,
         decoder_channels=decoder_channels,
-        criterion=PixelCrossEntropy(class_weights=class_weights),
+        criterion=pixel_criterion(loss, class_weights, loss_options),
         dual_task=DualTaskLoss(
             boundary_weight=boundary_weight, dual_weight=dual_weight, attention_weight=attention_weight,
             gumbel_tau=gumbel_tau,

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from seglab.backbones import Backbone, build_backbone
 from seglab.layers.gcn import BoundaryRefinement, GlobalConvolution
 from seglab.layers.upsample import BilinearDeconv
-from seglab.losses.cross_entropy import PixelCrossEntropy
+from seglab.losses import pixel_criterion
 from seglab.models.semantic.segmenter import SegmenterBase
 from seglab.registry import ModelSpec, register_model
 
@@ -80,6 +80,8 @@ def gcn_resnet152(
     kernel_size: int = 15,
     pretrained_backbone: str | Path | None = None,
     class_weights: list[float] | None = None,
+    loss: str = "ce",
+    loss_options: dict[str, float] | None = None,
 ) -> GCN:
     """Build GCN (see GCN for the arguments).
 
@@ -88,10 +90,11 @@ def gcn_resnet152(
         kernel_size: k of the global convolutions (15, Table 1).
         pretrained_backbone: local torchvision ResNet weights.
         class_weights: optional [C] cross-entropy weights.
+        loss, loss_options: main loss by name and its options (seglab.losses.build_loss).
     """
     return GCN(
         backbone=build_backbone(backbone, pretrained=pretrained_backbone),
         num_classes=num_classes,
         kernel_size=kernel_size,
-        criterion=PixelCrossEntropy(class_weights=class_weights),
+        criterion=pixel_criterion(loss, class_weights, loss_options),
     )

@@ -23,7 +23,7 @@ from seglab.backbones import Backbone, build_backbone
 from seglab.heads.fcn import ConvolutionalizedClassifier, vgg_classifier_state
 from seglab.layers.l2norm import L2Norm
 from seglab.layers.upsample import BilinearDeconv
-from seglab.losses.cross_entropy import PixelCrossEntropy
+from seglab.losses import pixel_criterion
 from seglab.models.semantic.segmenter import SegmenterBase
 from seglab.registry import ModelSpec, register_model
 
@@ -111,6 +111,8 @@ def parsenet_vgg16(
     scale: float = 10.0,
     pretrained_backbone: str | Path | None = None,
     class_weights: list[float] | None = None,
+    loss: str = "ce",
+    loss_options: dict[str, float] | None = None,
 ) -> ParseNet:
     """Build ParseNet on FCN-32s.
 
@@ -122,13 +124,14 @@ def parsenet_vgg16(
         pretrained_backbone: local torchvision VGG weights; fc6/fc7 are convolutionalised from its
             classifier when present (as in FCN).
         class_weights: optional [C] cross-entropy weights.
+        loss, loss_options: main loss by name and its options (seglab.losses.build_loss).
     """
     model = ParseNet(
         backbone=build_backbone(backbone, pretrained=pretrained_backbone),
         num_classes=num_classes,
         hidden=hidden,
         scale=scale,
-        criterion=PixelCrossEntropy(class_weights=class_weights),
+        criterion=pixel_criterion(loss, class_weights, loss_options),
     )
     state = vgg_classifier_state(pretrained_backbone)
     if state is not None and hidden == 4096:

@@ -21,7 +21,7 @@ from seglab.backbones import build_backbone
 from seglab.heads.fcn_head import FCNHead
 from seglab.layers.conv_norm_act import conv_norm_act
 from seglab.layers.pyramid_pooling import PyramidPooling
-from seglab.losses.cross_entropy import PixelCrossEntropy
+from seglab.losses import pixel_criterion
 from seglab.models.semantic.segmenter import SemanticSegmenter
 from seglab.registry import ModelSpec, register_model
 
@@ -74,6 +74,8 @@ def pspnet(
     aux_weight: float = 0.4,
     pretrained_backbone: str | Path | None = None,
     class_weights: list[float] | None = None,
+    loss: str = "ce",
+    loss_options: dict[str, float] | None = None,
 ) -> PSPNet:
     """Build PSPNet on a dilated ResNet at output stride 8.
 
@@ -86,6 +88,7 @@ def pspnet(
             training only.
         pretrained_backbone: local torchvision ResNet weights.
         class_weights: optional [C] cross-entropy weights.
+        loss, loss_options: main loss by name and its options (seglab.losses.build_loss).
     """
     encoder = build_backbone(backbone, output_stride=8, pretrained=pretrained_backbone)  # sec. 3.2: dilated FCN
     specs = encoder.feature_specs
@@ -96,7 +99,7 @@ def pspnet(
         num_classes=num_classes,
         input_multiple=8,
         aux_weight=aux_weight,
-        criterion=PixelCrossEntropy(class_weights=class_weights),
+        criterion=pixel_criterion(loss, class_weights, loss_options),
     )
 
 

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from seglab.backbones import load_pretrained
 from seglab.layers.unpool import PoolingIndicesEncoder, UnpoolingDecoder, vgg16_stages
-from seglab.losses.cross_entropy import PixelCrossEntropy
+from seglab.losses import pixel_criterion
 from seglab.models.semantic.segmenter import SegmenterBase
 from seglab.registry import ModelSpec, register_model
 
@@ -65,6 +65,8 @@ def segnet_vgg16(
     base_channels: int = 64,
     pretrained_backbone: str | Path | None = None,
     class_weights: list[float] | None = None,
+    loss: str = "ce",
+    loss_options: dict[str, float] | None = None,
 ) -> SegNet:
     """Build SegNet.
 
@@ -75,11 +77,12 @@ def segnet_vgg16(
             13 conv + BN layers (paper sec. 3: encoder initialised from VGG16 trained on ImageNet).
             The decoder and classifier keep their He et al. init.
         class_weights: optional [C] cross-entropy weights (sec. 3.2: median frequency balancing).
+        loss, loss_options: main loss by name and its options (seglab.losses.build_loss).
     """
     model = SegNet(
         num_classes=num_classes,
         base_channels=base_channels,
-        criterion=PixelCrossEntropy(class_weights=class_weights),
+        criterion=pixel_criterion(loss, class_weights, loss_options),
     )
     if pretrained_backbone is not None:
         load_pretrained(model.encoder, pretrained_backbone)

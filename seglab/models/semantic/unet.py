@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from seglab.layers.conv_norm_act import conv_norm_act
 from seglab.layers.padding import mirror_pad
-from seglab.losses.cross_entropy import PixelCrossEntropy
+from seglab.losses import pixel_criterion
 from seglab.models.semantic.segmenter import SegmenterBase
 from seglab.registry import ModelSpec, register_model
 
@@ -155,6 +155,8 @@ def unet(
     batch_norm: bool = False,
     dropout: float = 0.5,
     class_weights: list[float] | None = None,
+    loss: str = "ce",
+    loss_options: dict[str, float] | None = None,
 ) -> UNet:
     """Build U-Net (see UNet for the arguments)."""
     return UNet(
@@ -163,5 +165,5 @@ def unet(
         padding=padding,
         batch_norm=batch_norm,
         dropout=dropout,
-        criterion=PixelCrossEntropy(class_weights=class_weights),
+        criterion=pixel_criterion(loss, class_weights, loss_options),
     )
