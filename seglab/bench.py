@@ -105,7 +105,7 @@ def train_row(recipe_name: str, *, out_dir: Path, overrides: list[str] | None = 
         "seconds": result.seconds,
         "miou": result.metrics.get("miou"),
         "pixel_acc": result.metrics.get("pixel_acc"),
-        "per_class_iou": result.metrics.get("iou"),
+        "per_class_iou": result.metrics.get("per_class_iou"),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }

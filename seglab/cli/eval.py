@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from seglab.cli.common import OutputFormat, console, json_safe, render_rows
 from seglab.data import FolderDataset, build_dataset, collate_semantic
+from seglab.inference.predictor import preprocessing
 from seglab.engine.checkpoint import load_model
 from seglab.engine.evaluate import evaluate
 from seglab.engine.progress import progress_bar
@@ -31,6 +32,7 @@ def eval_checkpoint(
     """Evaluate a checkpoint: mIoU, pixel accuracy, mean accuracy, fwIoU, Dice and per-class IoU."""
     model, config = load_model(checkpoint, device=device)
     data = _dataset(config, dataset=dataset, split=split, images=images, masks=masks, data_root=data_root)
+    data.transforms = preprocessing(config)  # the input normalisation it was trained with (e.g. LCN), or None
     loader = DataLoader(data, batch_size=1, collate_fn=collate_semantic)
     input_size = tuple(config["input_size"]) if config.get("input_size") else None
     with progress_bar(console, enabled=not quiet and fmt is OutputFormat.table) as bar:

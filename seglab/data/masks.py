@@ -32,6 +32,7 @@ from torchvision import tv_tensors
 from seglab.errors import DataError
 
 __all__ = [
+    "CrowdMask",
     "check_polygons",
     "decode_rle",
     "encode_rle",
@@ -230,6 +231,11 @@ def masks_to_boxes(masks: Tensor) -> Tensor:
     return torch.stack([x1, y1, x2, y2], dim=1).to(torch.float32)
 
 
+class CrowdMask(tv_tensors.Mask):
+    """The [H, W] crowd region of an instance target: a mask that transforms move with the image
+    but that ``SanitizeInstances`` never filters as if it were one row per instance."""
+
+
 def instance_target(masks: Tensor, labels: Tensor, crowd: Tensor) -> dict[str, Any]:
     """Pack instances in the target format of ``seglab.data.synthetic`` (plus a crowd mask).
 
@@ -240,12 +246,12 @@ def instance_target(masks: Tensor, labels: Tensor, crowd: Tensor) -> dict[str, A
 
     Returns:
         ``dict(masks=Mask uint8 [K, H, W], boxes=BoundingBoxes XYXY float32 [K, 4], labels=int64 [K],
-        crowd=Mask uint8 [H, W])``; boxes are pixel edges (x2 = last column + 1).
+        crowd=CrowdMask uint8 [H, W])``; boxes are pixel edges (x2 = last column + 1).
     """
     height, width = crowd.shape
     return dict(
         masks=tv_tensors.Mask(masks.to(torch.uint8)),
         boxes=tv_tensors.BoundingBoxes(masks_to_boxes(masks), format="XYXY", canvas_size=(height, width)),
         labels=labels.to(torch.int64),
-        crowd=tv_tensors.Mask(crowd.to(torch.uint8)),
+        crowd=CrowdMask(crowd.to(torch.uint8)),
     )

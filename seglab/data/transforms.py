@@ -4,48 +4,26 @@ Every transform here moves the image and its targets together: v2 dispatches on 
 so masks are resized with NEAREST, boxes and instance masks follow crops and flips. Images stay
 uint8; ``seglab.data.collate`` converts them to float.
 
+A recipe's ``data.augment`` list (named augmentations, see ``seglab.data.augment``) replaces the
+built-in scale/crop/flip chain; without it that chain is unchanged.
+
 Reduced-resolution recipes (e.g. CamVid at 240x180 on CPU) pass ``base_size`` to
 ``train_transforms`` and ``size`` to ``eval_transforms``: a ``v2.Resize`` to that size runs first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as TF
 
+from seglab.data.augment import PREPROCESSING, TASKS, RandomScale, SanitizeInstances, build_augmentation
 from seglab.data.base import IGNORE_INDEX
 from seglab.errors import ConfigError
 
-TASKS = ("semantic", "instance", "panoptic")
-
-
-class RandomScale(v2.Transform):
-    """Resize by a random factor drawn uniformly from ``scale_range`` (aspect ratio kept).
-
-    Args:
-        scale_range: (low, high) factor relative to the input size.
-    """
-
-    def __init__(self, scale_range: tuple[float, float]) -> None:
-        super().__init__()
-        low, high = float(scale_range[0]), float(scale_range[1])
-        if not 0 < low <= high:
-            raise ConfigError(f"scale_range must satisfy 0 < low <= high, got {tuple(scale_range)}")
-        self.scale_range = (low, high)
-
-    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        height, width = _query_size(flat_inputs)
-        low, high = self.scale_range
-        factor = low + (high - low) * float(torch.rand(()))
-        return dict(size=[max(1, round(height * factor)), max(1, round(width * factor))])
-
-    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        return self._call_kernel(TF.resize, inpt, size=params["size"], antialias=True)
+__all__ = ["RandomScale", "eval_transforms", "train_transforms"]
 
 
 def train_transforms(
@@ -56,8 +34,12 @@ def train_transforms(
     ignore_index: int = IGNORE_INDEX,
     base_size: tuple[int, int] | None = None,
     task: str = "semantic",
+    augment: Sequence[Mapping[str, Any]] | None = None,
 ) -> Callable[..., Any]:
     """Training augmentation: [resize to base_size], random scale, random crop with padding, flip.
+
+    With ``augment``, the chain is [resize to base_size] then ``build_augmentation(augment)``, and
+    ``crop_size``, ``scale_range`` and ``hflip`` are not used.
 
     Args:
         crop_size: (H, W) of the random crop; inputs smaller than it are padded (image with 0, mask
@@ -68,6 +50,8 @@ def train_transforms(
         base_size: (H, W) to resize every input to first (reduced-resolution recipes).
         task: "semantic", "instance" or "panoptic". Instance masks are padded with 0 (not ignore)
             and boxes that crops leave empty are removed with their masks and labels.
+        augment: named augmentations, e.g. ``[{"name": "rotate", "degrees": 10}]`` (recipe
+            ``data.augment``); ``None`` keeps the built-in chain.
 
     Returns:
         a callable ``(image, target) -> (image, target)``.
@@ -77,6 +61,9 @@ def train_transforms(
     steps: list[Any] = []
     if base_size is not None:
         steps.append(v2.Resize(_pair(base_size, "base_size"), antialias=True))
+    if augment is not None:
+        steps.append(build_augmentation(augment, task=task, ignore_index=ignore_index))
+        return v2.Compose(steps)
     if scale_range is not None and tuple(scale_range) != (1.0, 1.0):
         steps.append(RandomScale(scale_range))
     if crop_size is not None:
@@ -86,20 +73,28 @@ def train_transforms(
     if hflip:
         steps.append(v2.RandomHorizontalFlip(p=0.5))
     if task == "instance":
-        steps.append(v2.ClampBoundingBoxes())
-        steps.append(v2.SanitizeBoundingBoxes())
+        steps += [v2.ClampBoundingBoxes(), SanitizeInstances()]
     return v2.Compose(steps) if steps else v2.Identity()
 
 
-def eval_transforms(*, size: tuple[int, int] | None = None) -> Callable[..., Any]:
+def eval_transforms(
+    *, size: tuple[int, int] | None = None, augment: Sequence[Mapping[str, Any]] | None = None
+) -> Callable[..., Any]:
     """Evaluation transform: an optional resize to ``size`` (H, W); bilinear for images, NEAREST for masks.
 
     Metrics computed after this resize are at the reduced resolution; pass ``None`` to keep the
-    dataset's native size.
+    dataset's native size. Of a recipe's ``augment`` list only the deterministic input
+    normalisation (``seglab.data.augment.PREPROCESSING``, e.g. SegNet's ``local_contrast_norm``)
+    applies, after the resize, so the model sees inputs prepared as in training.
     """
-    if size is None:
+    steps: list[Any] = [] if size is None else [v2.Resize(_pair(size, "size"), antialias=True)]
+    if augment is not None:
+        kept = [spec for spec in augment if isinstance(spec, Mapping) and spec.get("name") in PREPROCESSING]
+        if kept:
+            steps.append(build_augmentation(kept))
+    if not steps:
         return v2.Identity()
-    return v2.Resize(_pair(size, "size"), antialias=True)
+    return steps[0] if len(steps) == 1 else v2.Compose(steps)
 
 
 def _pair(size: Sequence[int], field: str) -> list[int]:
@@ -109,12 +104,3 @@ def _pair(size: Sequence[int], field: str) -> list[int]:
         raise ConfigError(f"{field} must be (H, W) with positive integers, got {size!r}")
     return [int(size[0]), int(size[1])]
 
-
-def _query_size(flat_inputs: list[Any]) -> tuple[int, int]:
-    for inpt in flat_inputs:
-        if isinstance(inpt, (tv_tensors.Image, tv_tensors.Mask)) or (
-            isinstance(inpt, torch.Tensor) and not isinstance(inpt, tv_tensors.TVTensor) and inpt.dim() >= 2
-        ):
-            height, width = TF.get_size(inpt)
-            return height, width
-    raise ConfigError("RandomScale needs an image or mask among its inputs")

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
-from seglab.data import build_dataset, collate_semantic, train_transforms
+from seglab.data import build_dataset, collate_semantic, eval_transforms, train_transforms
 from seglab.engine.checkpoint import (
     STATE_FILE,
     capture_rng,
@@ -31,7 +31,7 @@ from seglab.engine.checkpoint import (
 from seglab.engine.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
 from seglab.engine.evaluate import evaluate
 from seglab.engine.logging import MetricsLogger
-from seglab.engine.optim import build_optimizer, build_scheduler
+from seglab.engine.optim import build_optimizer, build_scheduler, resolve_schedule
 from seglab.engine.progress import progress_bar
 from seglab.engine.sampling import ResumableSampler, SeededTransforms
 from seglab.errors import ConfigError, TrainingError
@@ -54,7 +54,7 @@ def build_train_loader(recipe: Recipe, info: DistInfo) -> tuple[DataLoader, Seed
     d = recipe.data
     dataset = build_dataset(d.dataset, split=d.train_split, root=d.root, **d.kwargs)
     transforms = train_transforms(
-        base_size=d.resize, crop_size=d.crop_size, scale_range=d.scale_range, hflip=d.hflip
+        base_size=d.resize, crop_size=d.crop_size, scale_range=d.scale_range, hflip=d.hflip, augment=d.augment
     )
     seeded = SeededTransforms(dataset, transforms, seed=recipe.train.seed)
     if len(seeded) < d.batch_size * info.world_size:
@@ -79,7 +79,9 @@ def build_train_loader(recipe: Recipe, info: DistInfo) -> tuple[DataLoader, Seed
 def build_eval_loader(recipe: Recipe, info: DistInfo, split: str) -> DataLoader:
     """Loader over an evaluation split at the original label resolution, sharded over processes."""
     d = recipe.data
-    dataset = build_dataset(d.dataset, split=split, root=d.root, **d.kwargs)
+    # Input normalisation among the augmentations (SegNet's LCN) applies at evaluation too.
+    dataset = build_dataset(d.dataset, split=split, root=d.root, transforms=eval_transforms(augment=d.augment),
+                            **d.kwargs)
     shard = Subset(dataset, range(info.rank, len(dataset), info.world_size))
     return DataLoader(shard, batch_size=recipe.eval.batch_size, num_workers=d.workers, collate_fn=collate_semantic,
                       generator=torch.Generator())  # evaluating must not draw from the global RNG either
@@ -121,7 +123,8 @@ def train(
     val_loader = build_eval_loader(recipe, info, val_split) if val_split else None
     model = build_model(recipe, base.num_classes).to(info.device)
     optimizer = build_optimizer(recipe.optim, model)
-    scheduler = build_scheduler(recipe.schedule, optimizer)
+    schedule = resolve_schedule(recipe.schedule, len(loader))  # epochs and schedule.scale -> iterations
+    scheduler = build_scheduler(schedule, optimizer)
     amp = recipe.train.amp and info.device.type == "cuda"
     scaler = torch.amp.GradScaler(info.device.type, enabled=amp)
     ddp_model: nn.Module = DistributedDataParallel(model) if info.distributed else model
@@ -135,7 +138,7 @@ def train(
         scaler.load_state_dict(state["scaler"])
         step, best = state["step"], state["best"]
         restore_rng(state["rng"][info.rank] if info.rank < len(state["rng"]) else state["rng"][0])
-    total = recipe.schedule.steps if max_steps is None else min(max_steps, recipe.schedule.steps)
+    total = schedule.steps if max_steps is None else min(max_steps, schedule.steps)
     sampler.set_epoch(0)
     per_epoch = len(loader)  # batches per rank and epoch (drop_last)
     config = _weights_config(recipe, base)

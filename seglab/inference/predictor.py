@@ -11,7 +11,10 @@ import torch
 from PIL import Image as PILImage
 from torch import Tensor
 
-from seglab.data import list_images, read_image
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from seglab.data import eval_transforms, list_images, read_image
 from seglab.data.base import default_palette
 from seglab.engine.checkpoint import load_model
 from seglab.engine.evaluate import predict_logits
@@ -26,6 +29,17 @@ class PredictedFile:
     overlay: Path  # the image blended with the class colours
 
 
+def preprocessing(config: dict[str, Any]) -> Any:
+    """The input normalisation a checkpoint was trained with (e.g. SegNet's LCN), or None.
+
+    Of the recipe's ``data.augment`` list (recorded in config.json) only the deterministic input
+    normalisation applies at inference; random augmentations do not.
+    """
+    augment = ((config.get("recipe") or {}).get("data") or {}).get("augment")
+    transform = eval_transforms(augment=augment)
+    return None if isinstance(transform, v2.Identity) else transform
+
+
 class Predictor:
     """A checkpoint ready to segment images.
 
@@ -38,12 +52,17 @@ class Predictor:
         self.model, self.config = load_model(checkpoint, device=device)
         self.device = torch.device(device)
         self.input_size = tuple(self.config["input_size"]) if self.config.get("input_size") else None
+        self.preprocess = preprocessing(self.config)
         palette = self.config.get("palette") or default_palette(self.config["num_classes"])
         self.palette = np.array(palette, dtype=np.uint8)
 
     @torch.no_grad()
     def predict(self, image: Tensor) -> Tensor:
         """Class ids [H, W] int64 for one image [3, H, W] (uint8, or float in [0, 1])."""
+        if self.preprocess is not None:  # trained on normalised uint8 inputs (e.g. LCN)
+            if image.dtype != torch.uint8:
+                image = (image.float().clamp(0, 1) * 255).round().to(torch.uint8)
+            image = self.preprocess(tv_tensors.Image(image))
         x = image.float() / 255 if image.dtype == torch.uint8 else image.float()
         logits = predict_logits(self.model, x[None].to(self.device), input_size=self.input_size)
         return logits.argmax(1)[0].cpu()

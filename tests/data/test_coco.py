@@ -267,3 +267,26 @@ def test_image_size_differs_from_json(tmp_path: Path) -> None:
     _write_coco(tmp_path, [], images=images)
     with pytest.raises(DataError, match=r"size mismatch: image .*000000000001\.jpg' is 8x6"):
         CocoInstances(split="val", root=tmp_path)[0]
+
+
+def test_crowd_mask_survives_sanitising_when_instances_equal_height() -> None:
+    """torchvision's SanitizeBoundingBoxes filters every Mask along dim 0; the crowd mask must not be cut."""
+    from torchvision import tv_tensors
+
+    from seglab.data.masks import CrowdMask, instance_target
+    from seglab.data.transforms import train_transforms
+
+    height, width = 6, 8
+    masks = torch.zeros(height, height, width, dtype=torch.uint8)  # K == H instances
+    for k in range(height):
+        masks[k, k, 1 + (k % 3) : 4 + (k % 3)] = 1
+    crowd = torch.zeros(height, width, dtype=torch.uint8)
+    crowd[:, -1] = 1
+    target = instance_target(masks, torch.arange(1, height + 1), crowd)
+    target["boxes"][0] = torch.tensor([2.0, 2.0, 2.0, 2.0])  # a degenerate box: instance 0 is dropped
+    image = tv_tensors.Image(torch.zeros(3, height, width, dtype=torch.uint8))
+    transform = train_transforms(crop_size=None, scale_range=None, hflip=False, task="instance")
+    _, out = transform(image, target)
+    assert out["masks"].shape[0] == height - 1 and out["labels"].tolist() == list(range(2, height + 1))
+    assert isinstance(out["crowd"], CrowdMask) and out["crowd"].shape == (height, width)
+    assert torch.equal(out["crowd"], crowd)
