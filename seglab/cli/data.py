@@ -1,43 +1,65 @@
-"""`seglab data check | fetch | stats`: validate labels, download datasets, class statistics."""
+"""`seglab data check | fetch | stats | render`: validate labels, download datasets, class statistics, pictures."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import typer
+import yaml
+from PIL import Image as PILImage
 from rich.table import Table
 
 from seglab.cli.common import OutputFormat, console
 from seglab.data import CheckReport, build_dataset, check_dataset
 from seglab.data.fetch import URL_BASE_ENV, fetch_dataset
+from seglab.data.render import render_sample, target_labels
 from seglab.data.sources import list_sources
 from seglab.data.stats import ClassStats, compute_class_stats
 from seglab.engine.progress import progress_bar
+from seglab.errors import ConfigError
 
 data_app = typer.Typer(no_args_is_help=True, help="Dataset tools.")
+
+OPTION_HELP = "dataset option as key=value (YAML value), repeatable: -O folder=coco_tiny -O num_classes=60"
+
+
+def dataset_options(options: list[str] | None) -> dict[str, object]:
+    """Parse ``-O key=value`` dataset options (values as YAML: numbers, lists, booleans)."""
+    parsed: dict[str, object] = {}
+    for option in options or []:
+        key, sep, raw = option.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"dataset option {option!r} must look like key=value, e.g. -O folder=coco_tiny")
+        try:
+            parsed[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"dataset option {option!r}: cannot parse the value: {exc}") from None
+    return parsed
 
 
 @data_app.command("check")
 def check(
-    dataset: str = typer.Argument(..., help="dataset name (camvid, isbi2012_em, synthetic, folder)"),
+    dataset: str = typer.Argument(..., help="dataset name (see `seglab data render --help` for the list)"),
     split: str = typer.Option("train", help="split to check"),
     data_root: Path = typer.Option(None, help="data root (default: $SEGLAB_DATA or ../shared/data)"),
     images: Path = typer.Option(None, help="for the folder dataset: folder of images"),
     masks: Path = typer.Option(None, help="for the folder dataset: folder of index masks"),
     classes: str = typer.Option(None, help="for the folder dataset: comma-separated class names"),
     max_items: int = typer.Option(None, help="check only this many items"),
+    options: list[str] = typer.Option(None, "--option", "-O", help=OPTION_HELP),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json"),
 ) -> None:
     """Report label values outside the classes, colour masks, size mismatches, unreadable files, empty classes.
 
     Exits with status 1 when errors are found.
     """
-    kwargs = {}
+    kwargs = dataset_options(options)
     if dataset == "folder":
-        kwargs = {"image_dir": images, "mask_dir": masks,
+        folder = {"image_dir": images, "mask_dir": masks,
                   "classes": [c.strip() for c in classes.split(",")] if classes else None}
-        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        kwargs.update({k: v for k, v in folder.items() if v is not None})
     data = build_dataset(dataset, split=split, root=data_root, **kwargs)
     with progress_bar(console, enabled=fmt is OutputFormat.table) as bar:
         task = bar.add_task(f"checking {dataset}/{split}", total=min(len(data), max_items or len(data)))
@@ -101,10 +123,11 @@ def stats(
     split: str = typer.Option("train", help="split to count"),
     data_root: Path = typer.Option(None, help="data root (default: $SEGLAB_DATA or ../shared/data)"),
     max_items: int = typer.Option(None, help="read only this many items, evenly spaced"),
+    options: list[str] = typer.Option(None, "--option", "-O", help=OPTION_HELP),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json"),
 ) -> None:
     """Per-class pixel counts, frequencies and SegNet's median-frequency class weights."""
-    data = build_dataset(dataset, split=split, root=data_root)
+    data = build_dataset(dataset, split=split, root=data_root, **dataset_options(options))
     with progress_bar(console, enabled=fmt is OutputFormat.table) as bar:
         task = bar.add_task(f"counting {dataset}/{split}", total=min(len(data), max_items or len(data)))
         result = compute_class_stats(data, max_items=max_items,
@@ -127,3 +150,34 @@ def _render_stats(result: ClassStats) -> None:
     console.print(table)
     console.print("weight = median(freq) / freq, freq = class pixels / pixels of the images containing the "
                   "class (Eigen & Fergus 2015, as used by SegNet)", highlight=False)
+
+
+@data_app.command("render")
+def render(
+    dataset: str = typer.Argument(..., help="dataset name (seglab.data.list_datasets())"),
+    split: str = typer.Option("train", help="split to draw from"),
+    out: Path = typer.Option(Path("renders"), "--out", "-o", help="folder for the PNG files"),
+    index: list[int] = typer.Option(None, "--index", "-i", help="item to render (repeatable; default the first --count)"),
+    count: int = typer.Option(4, help="how many items when no --index is given"),
+    data_root: Path = typer.Option(None, help="data root (default: $SEGLAB_DATA or ../shared/data)"),
+    options: list[str] = typer.Option(None, "--option", "-O", help=OPTION_HELP),
+) -> None:
+    """Write image | colour labels | overlay strips of a few items, to see that labels sit where they should.
+
+    Ignored pixels are white in the label map and left unblended in the overlay; instance targets
+    are painted with their class colours, crowd regions as ignored.
+    """
+    data = build_dataset(dataset, split=split, root=data_root, **dataset_options(options))
+    indices = list(index) if index else list(range(min(count, len(data))))
+    bad = [i for i in indices if not 0 <= i < len(data)]
+    if bad:
+        raise ConfigError(f"--index {bad[0]} is out of range: {dataset}/{split} has {len(data)} items")
+    out.mkdir(parents=True, exist_ok=True)
+    for i in indices:
+        image, target = data[i]
+        path = out / f"{dataset}_{split}_{i:05d}.png"
+        PILImage.fromarray(render_sample(image, target, data.palette)).save(path)
+        labels, shows = target_labels(target)
+        present = sorted(int(v) for v in np.unique(labels) if v != data.ignore_index)
+        names = ", ".join(data.classes[v] if v < len(data.classes) else str(v) for v in present)
+        console.print(f"{path}: {image.shape[-1]}x{image.shape[-2]}, {shows}: {names}", highlight=False, soft_wrap=True)

@@ -16,6 +16,7 @@ from torchvision.transforms import v2
 
 from seglab.data import eval_transforms, list_images, read_image
 from seglab.data.base import default_palette
+from seglab.data.render import overlay
 from seglab.engine.checkpoint import load_model
 from seglab.engine.evaluate import predict_logits
 
@@ -88,9 +89,3 @@ class Predictor:
 
     def describe(self) -> dict[str, Any]:
         return {k: self.config.get(k) for k in ("model", "num_classes", "dataset", "input_size", "step")}
-
-
-def overlay(image: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Blend [H, W, 3] uint8 ``image`` with the palette colours of ``labels`` [H, W]."""
-    colours = palette[np.clip(labels, 0, len(palette) - 1)].astype(np.float32)
-    return (image.astype(np.float32) * (1 - alpha) + colours * alpha).round().astype(np.uint8)

@@ -37,7 +37,9 @@ import numpy as np
 import torch
 from torchvision import tv_tensors
 
-from seglab.data.base import SegmentationDataset, Transforms, check_same_size, check_split, read_image
+from seglab.data.base import (
+    SegmentationDataset, Transforms, check_same_size, check_split, default_palette, read_image,
+)
 from seglab.data.masks import check_polygons, decode_rle, instance_target, polygons_to_mask
 from seglab.data.root import dataset_dir
 from seglab.errors import ConfigError, DataError
@@ -143,6 +145,7 @@ class CocoInstances(SegmentationDataset):
             names[category_id] = str(_field(category, "name", str, where))
         ids = sorted(names)
         self.classes = ("background", *(names[i] for i in ids))
+        self.palette = default_palette(len(self.classes))  # COCO has no official colours
         return {category_id: label for label, category_id in enumerate(ids, start=1)}
 
     def _read_images(self, records: list[Any]) -> dict[int, dict[str, Any]]:
