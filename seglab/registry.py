@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -103,6 +104,12 @@ def create_model(name: str, *, num_classes: int, **kwargs: Any) -> nn.Module:
 def model_spec(name: str) -> ModelSpec:
     """Return the ModelSpec of a registered model."""
     return _SPECS[_lookup(name)]
+
+
+def model_defaults(name: str) -> dict[str, Any]:
+    """The keyword defaults of a registered model's builder (``{"backbone": "resnet101", ...}``)."""
+    signature = inspect.signature(_BUILDERS[_lookup(name)])
+    return {k: p.default for k, p in signature.parameters.items() if p.default is not inspect.Parameter.empty}
 
 
 def list_models(task: str | None = None) -> list[str]:

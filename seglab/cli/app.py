@@ -20,6 +20,7 @@ from seglab.cli.export import export
 from seglab.cli.models import models
 from seglab.cli.predict import predict
 from seglab.cli.recipes import recipes
+from seglab.cli.tables import tables
 from seglab.cli.train import train
 from seglab.errors import SeglabError
 
@@ -35,6 +36,7 @@ app.command("predict")(predict)
 app.command("export")(export)
 app.command("demo")(demo)
 app.command("bench")(bench)
+app.command("tables")(tables)
 app.add_typer(data_app, name="data")
 
 
