@@ -482,8 +482,8 @@ def _results_table(number: int, entries: Sequence[PublishedRecipe], runs: Sequen
         if not mine:
             rows.append(paper | blank)
     where = ", ".join(map(str, run_dirs)) or f"no directory ({DEFAULT_RUNS} does not exist; see --runs)"
-    notes = [f"ours: every run record ({RESULT_FILE}) under {where}; each scored on the dataset and split "
-             "named after the budget named, so neither is the paper's setting"]
+    notes = [f"ours: every run record ({RESULT_FILE}) under {where}, scored on the dataset and split in its "
+             "row after the budget in its row; neither is the paper's setting, so the two numbers are not comparable"]
     return SurveyTable(number, TABLE_TITLES[number], rows, notes)
 
 

@@ -25,6 +25,19 @@ def require_dataset(name: str) -> Path:
     pytest.skip(message)
 
 
+def survey_tables_path() -> Path:
+    """shared/survey/tables.yaml (beside the data root); skip when missing, or fail when ``CI=true``."""
+    candidates = [Path(__file__).resolve().parents[2] / "shared" / "survey" / "tables.yaml",
+                  _data_root().parent / "survey" / "tables.yaml"]
+    for path in candidates:
+        if path.is_file():
+            return path
+    message = f"survey transcription not found at {', '.join(map(str, candidates))}; set {ENV_VAR} beside survey/"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 @pytest.fixture
 def data_root() -> Path:
     """The resolved data root (may not exist; use the dataset fixtures to skip when it does not)."""

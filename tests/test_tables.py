@@ -9,17 +9,16 @@ written in tmp_path in the format `seglab bench --train` writes.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import survey_tables_path
 import yaml
 from typer.testing import CliRunner
 
 from seglab.cli.app import app
-from seglab.data.root import ENV_VAR, data_root
 from seglab.errors import ConfigError, DataError, InputError
 from seglab.recipes import load_recipe
 from seglab.recipes.schema import DESCRIPTIVE_COLUMNS
@@ -38,21 +37,9 @@ from seglab.tables import (
 runner = CliRunner()
 
 
-def _tables_path() -> Path:
-    candidates = [Path(__file__).resolve().parents[2] / "shared" / "survey" / "tables.yaml",
-                  data_root().parent / "survey" / "tables.yaml"]
-    for path in candidates:
-        if path.is_file():
-            return path
-    message = f"survey transcription not found at {', '.join(map(str, candidates))}; set {ENV_VAR} beside survey/"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
 def survey() -> dict[str, list[dict[str, Any]]]:
-    return yaml.safe_load(_tables_path().read_text())
+    return yaml.safe_load(survey_tables_path().read_text())
 
 
 @pytest.fixture(scope="module")

@@ -130,6 +130,7 @@ class SegmentationDataset(Dataset):
     task: str = "semantic"
     label_map: dict[int, int] | None = None
     has_files: bool = True  # False for generated data (no files to check)
+    palette_labels: bool = False  # True where the format stores class ids as palette indices (VOC)
 
     def __init__(self, *, split: str, transforms: Transforms | None = None) -> None:
         self.split = split

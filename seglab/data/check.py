@@ -87,7 +87,7 @@ def check_dataset(
             progress(done, len(indices))
     errors = _errors(dataset, tally, known)
     warnings = []
-    if tally.palette_masks:
+    if tally.palette_masks and not dataset.palette_labels:
         warnings.append(
             f"{_files(tally.palette_masks)} are palette ('P' mode) PNGs: their palette indices are read "
             f"as class ids and the colours are ignored; if the colours carry the classes, convert them "

@@ -290,3 +290,14 @@ def test_crowd_mask_survives_sanitising_when_instances_equal_height() -> None:
     assert out["masks"].shape[0] == height - 1 and out["labels"].tolist() == list(range(2, height + 1))
     assert isinstance(out["crowd"], CrowdMask) and out["crowd"].shape == (height, width)
     assert torch.equal(out["crowd"], crowd)
+
+
+def test_annotation_decoding_to_no_pixel_is_counted_and_warned(tmp_path: Path) -> None:
+    _write_coco(tmp_path, [
+        _ann(7, [[1, 1, 5, 1, 5, 3, 1, 3]]),
+        _ann(8, [[2.1, 2.1, 2.3, 2.1, 2.2, 2.3]]),  # a sliver inside one pixel: no pixel centre covered
+    ])  # fmt: skip
+    dataset = CocoInstances(split="val", root=tmp_path)
+    with pytest.warns(UserWarning, match="annotation id 8 .* empty mask"):
+        _, target = dataset[0]
+    assert target["labels"].tolist() == [2] and dataset.dropped_annotations == {8}

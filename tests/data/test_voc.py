@@ -105,6 +105,7 @@ def test_palette_indices_are_class_ids(root: Path) -> None:
 def test_check_ok_and_out_of_range_value(root: Path) -> None:
     report = check_dataset(VOC2012(split="trainval", root=root))
     assert report.ok, report.errors
+    assert not any("palette" in w for w in report.warnings)  # palette PNGs are VOC's format, not a mistake
     assert report.class_pixels["person"] == 12 and report.ignored_pixels == 3 * W
     bad = root / "VOCdevkit" / "VOC2012" / "SegmentationClass" / "2007_000033.png"
     _voc_png(bad, _label(21))  # 21 is past tvmonitor (20)

@@ -8,35 +8,21 @@ A deviation that no longer differs is stale and fails too.
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import survey_tables_path
 import yaml
 
 import seglab
-from seglab.data.root import ENV_VAR, data_root
 from seglab.engine.optim import lr_factor, resolve_schedule
 from seglab.recipes import Recipe, list_recipes, load_recipe
 
 
-def _tables_path() -> Path:
-    candidates = [Path(__file__).resolve().parents[3] / "shared" / "survey" / "tables.yaml",
-                  data_root().parent / "survey" / "tables.yaml"]
-    for path in candidates:
-        if path.is_file():
-            return path
-    message = f"survey transcription not found at {', '.join(map(str, candidates))}; set {ENV_VAR} beside survey/"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
 def rows() -> dict[str, tuple[int, dict[str, Any]]]:
-    tables = yaml.safe_load(_tables_path().read_text())
+    tables = yaml.safe_load(survey_tables_path().read_text())
     out = {row["model"]: (1, row) for row in tables["semantic"]}
     out.update({row["model"]: (5, row) for row in tables["instance"]})
     return out

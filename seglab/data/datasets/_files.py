@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from seglab.data.base import IMAGE_SUFFIXES
 from seglab.errors import DataError
 
 __all__ = ["pair_ids", "read_id_list", "read_mat_label"]
@@ -56,6 +57,31 @@ def pair_ids(
                     f"{str(path)!r} not found (id {item!r} listed in {str(source)!r}); restore the file "
                     f"or remove the id from the list"
                 )
+        pairs.append((image, label))
+    return pairs
+
+
+def pair_folders(image_dir: Path, label_dir: Path, *, missing: str, expected: str) -> list[tuple[Path, Path]]:
+    """Pair every image in ``image_dir`` with ``label_dir/<stem>.png``.
+
+    Args:
+        missing: what to tell the user when a folder is missing (how to obtain or lay it out).
+        expected: what image files the folder should hold (for an empty folder's message).
+
+    Raises:
+        DataError: a missing folder, no images, or an image without its label (each named).
+    """
+    for folder in (image_dir, label_dir):
+        if not folder.is_dir():
+            raise DataError(f"split folder {str(folder)!r} is missing; {missing}")
+    images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise DataError(f"no images found in {str(image_dir)!r}; expected {expected}")
+    pairs = []
+    for image in images:
+        label = label_dir / f"{image.stem}.png"
+        if not label.is_file():
+            raise DataError(f"image {str(image)!r} has no label {str(label)!r}; add it or remove the image")
         pairs.append((image, label))
     return pairs
 

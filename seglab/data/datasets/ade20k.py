@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seglab.data.base import IMAGE_SUFFIXES, SegmentationDataset, Transforms, check_split, default_palette
+from seglab.data.base import SegmentationDataset, Transforms, check_split, default_palette
+from seglab.data.datasets._files import pair_folders
 from seglab.data.root import dataset_dir
-from seglab.errors import DataError
+
 
 __all__ = ["ADE20K", "ADE20K_CLASSES"]
 
@@ -68,17 +69,7 @@ class ADE20K(SegmentationDataset):
         self.root = dataset_dir(self.folder, root)
         image_dir = self.root / "images" / SPLIT_FOLDERS[split]
         label_dir = self.root / "annotations" / SPLIT_FOLDERS[split]
-        for folder in (image_dir, label_dir):
-            if not folder.is_dir():
-                raise DataError(
-                    f"ADE20K split folder {str(folder)!r} is missing; extract ADEChallengeData2016.zip into "
-                    f"{str(self.root.parent)!r}"
-                )
-        images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not images:
-            raise DataError(f"no images found in {str(image_dir)!r}; expected ADE_*.jpg files")
-        for image in images:
-            label = label_dir / f"{image.stem}.png"
-            if not label.is_file():
-                raise DataError(f"image {str(image)!r} has no label {str(label)!r}; add it or remove the image")
-            self.samples.append((image, label))
+        self.samples = pair_folders(
+            image_dir, label_dir, expected="ADE_*.jpg files",
+            missing=f"extract ADEChallengeData2016.zip into {str(self.root.parent)!r}",
+        )

@@ -19,7 +19,8 @@ Targets (``task``):
         the ``iscrowd == 0`` annotations; boxes are recomputed from the decoded masks. Crowd
         annotations (``iscrowd == 1``, usually uncompressed RLE) are not instances: their union is
         the ``crowd`` mask [H, W]. An annotation whose mask decodes to no pixel (a polygon thinner
-        than a pixel) is left out with a warning naming it.
+        than a pixel) is left out with a warning naming it, and its id is added to
+        ``dataset.dropped_annotations``.
     "semantic": ``Mask`` int64 [H, W]: 0 background, 1..80 instances painted largest first (so
         small objects stay visible), 255 on crowd pixels that no instance covers.
 Images without annotations are kept (``skip_empty=False``) and counted in ``num_empty``; with
@@ -127,6 +128,7 @@ class CocoInstances(SegmentationDataset):
         empty = [image_id for image_id, anns in by_image.items() if not anns]
         self.num_skipped = len(empty) if skip_empty else 0
         self.num_empty = 0 if skip_empty else len(empty)
+        self.dropped_annotations: set[int] = set()  # ids of annotations that decoded to no pixel (seen so far)
         kept = [image_id for image_id in images if by_image[image_id] or not skip_empty]
         self.images = [images[image_id] for image_id in kept]
         self.annotations = [by_image[image_id] for image_id in kept]
@@ -226,7 +228,8 @@ class CocoInstances(SegmentationDataset):
             elif mask.any():
                 masks.append(mask)
                 labels.append(self.category_to_label[ann["category_id"]])
-            else:
+            elif ann["id"] not in self.dropped_annotations:
+                self.dropped_annotations.add(ann["id"])
                 warnings.warn(
                     f"{self.json_path}: annotation id {ann['id']} (image {self.samples[index][0].name}) decodes "
                     f"to an empty mask and is left out", stacklevel=3)  # fmt: skip

@@ -27,7 +27,6 @@ import torch
 from PIL import Image as PILImage
 
 from seglab.data.base import (
-    IMAGE_SUFFIXES,
     SegmentationDataset,
     Transforms,
     check_same_size,
@@ -35,6 +34,7 @@ from seglab.data.base import (
     default_palette,
     read_label,
 )
+from seglab.data.datasets._files import pair_folders
 from seglab.data.root import dataset_dir
 from seglab.errors import ConfigError, DataError
 
@@ -72,20 +72,11 @@ class SUNRGBD(SegmentationDataset):
         super().__init__(split=split, transforms=transforms)
         self.root = dataset_dir(self.folder, root)
         image_dir, label_dir = self.root / "image" / split, self.root / "label37" / split
-        for folder in (image_dir, label_dir):
-            if not folder.is_dir():
-                raise DataError(
-                    f"SUN RGB-D split folder {str(folder)!r} is missing; expected image/, label37/ (and "
-                    f"optionally depth/) with train/ and test/ sub-folders under {str(self.root)!r}"
-                )
-        images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not images:
-            raise DataError(f"no images found in {str(image_dir)!r}; expected .jpg or .png files")
-        for image in images:
-            label = label_dir / f"{image.stem}.png"
-            if not label.is_file():
-                raise DataError(f"image {str(image)!r} has no label {str(label)!r}; add it or remove the image")
-            self.samples.append((image, label))
+        self.samples = pair_folders(
+            image_dir, label_dir, expected=".jpg or .png files",
+            missing=f"SUN RGB-D needs image/, label37/ (and optionally depth/) with train/ and test/ sub-folders "
+                    f"under {str(self.root)!r}",
+        )
 
     def depth_file(self, index: int) -> Path:
         """Return the depth PNG path of item ``index`` (``depth/<split>/<stem>.png``)."""

@@ -49,6 +49,7 @@ class _VOCLabels(SegmentationDataset):
 
     classes = VOC_CLASSES
     palette = default_palette(21)
+    palette_labels = True  # SegmentationClass PNGs are mode "P": the index is the class, by design
     label_map = _VOC_LABEL_MAP
 
     def raw_label(self, index: int) -> np.ndarray:
