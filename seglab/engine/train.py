@@ -36,7 +36,7 @@ from seglab.engine.progress import progress_bar
 from seglab.engine.sampling import ResumableSampler, SeededTransforms
 from seglab.errors import ConfigError, TrainingError
 from seglab.recipes import Recipe, model_kwargs
-from seglab.registry import create_model
+from seglab.registry import create_model, model_spec
 
 
 @dataclass
@@ -111,6 +111,7 @@ def train(
         max_steps: stop after this many steps (the schedule still spans ``schedule.steps``); for
             smoke tests and for simulating an interruption.
     """
+    model_spec(recipe.model.name)  # an unknown model fails here, before any data is read
     info = init_distributed(device)
     console = console or Console()
     out_dir = Path(out_dir)

@@ -31,3 +31,11 @@ def test_batch_larger_than_the_dataset_is_a_config_error(tiny_recipe_file: Path,
     recipe = load_recipe(tiny_recipe_file, overrides=["data.batch_size=64"])
     with pytest.raises(ConfigError, match="data.batch_size=64"):
         train_module.train(recipe, out_dir=tmp_path, progress=False)
+
+
+def test_unknown_model_fails_before_the_data_is_read(tiny_recipe_file: Path, tmp_path: Path) -> None:
+    # The dataset does not exist either: the model is checked first, so that is what the user hears.
+    recipe = load_recipe(tiny_recipe_file, overrides=["model.name=mask_rcnn_resnet50_fpn", "data.dataset=coco",
+                                                      f"data.root={tmp_path / 'nowhere'}"])
+    with pytest.raises(ConfigError, match="unknown model 'mask_rcnn_resnet50_fpn'"):
+        train_module.train(recipe, out_dir=tmp_path / "run", progress=False)
