@@ -8,7 +8,9 @@ import typer
 
 from seglab.cli.common import console
 from seglab.engine.checkpoint import load_model
+from seglab.data.augment import PREPROCESSING
 from seglab.inference.onnx_export import export_onnx
+from seglab.inference.predictor import preprocessing
 
 
 def export(
@@ -16,5 +18,10 @@ def export(
     out: Path = typer.Option(Path("model.onnx"), "--out", "-o", help="ONNX file to write"),
 ) -> None:
     """Export to ONNX: input "images" [N, 3, H, W] float in [0, 1], output "logits"; N, H, W dynamic."""
-    model, _ = load_model(checkpoint)
+    model, config = load_model(checkpoint)
     console.print(f"wrote {export_onnx(model, out)}")
+    if preprocessing(config) is not None:
+        augment = config["recipe"]["data"]["augment"]
+        names = ", ".join(spec["name"] for spec in augment if spec.get("name") in PREPROCESSING)
+        console.print(f"[yellow]note:[/] the model was trained on inputs prepared by {names} (seglab.data.augment); "
+                      "the ONNX graph does not contain it, so apply it to images before the model", highlight=False)

@@ -139,3 +139,20 @@ def test_errors_are_one_line_without_traceback(args: list[str], expected: str) -
 def test_debug_shows_the_traceback() -> None:
     result = seglab("--debug", "train", "--model", "unet_", "--dataset", "synthetic")
     assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_export_writes_onnx_and_warns_about_input_normalisation(trained: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    result = runner.invoke(app, ["export", str(trained / "final"), "--out", str(tmp_path / "plain.onnx")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "plain.onnx").stat().st_size > 0 and "note:" not in result.output
+    lcn = tmp_path / "lcn"
+    shutil.copytree(trained / "final", lcn)
+    config = json.loads((lcn / "config.json").read_text())
+    config["recipe"]["data"]["augment"] = [{"name": "local_contrast_norm"}, {"name": "hflip"}]
+    (lcn / "config.json").write_text(json.dumps(config))
+    result = runner.invoke(app, ["export", str(lcn), "--out", str(tmp_path / "lcn.onnx")])
+    assert result.exit_code == 0, result.output
+    assert "local_contrast_norm" in result.output and "hflip" not in result.output
