@@ -101,7 +101,7 @@ def read_mat_label(path: str | Path, variable: str, field: str | None = None) ->
         DataError: unreadable file, missing variable or field, or not a 2-D integer-valued array;
             the message names the file and ``variable.field``.
     """
-    from scipy.io import loadmat  # scipy is only needed for .mat datasets
+    from scipy.io import loadmat  # imported here: only the .mat datasets need it
     from scipy.io.matlab import MatReadError
 
     name = f"{variable}.{field}" if field else variable
