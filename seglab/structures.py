@@ -1,8 +1,10 @@
-"""Typed predictions returned by ``model(images)``, validated on construction."""
+"""Typed predictions returned by ``model(images)`` and instance targets, validated on construction."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -41,14 +43,104 @@ class SemanticPrediction:
 
 
 @dataclass
+class InstanceTarget:
+    """The annotated instances of one image, checked on construction.
+
+    Args:
+        boxes_xyxy: [K, 4] float, pixels (x1, y1, x2, y2) with x1 < x2 and y1 < y2; pixel edges, so
+            a mask covering columns 3..5 has x1 = 3, x2 = 6.
+        labels: [K] int64 class ids in 1..C; 0 is the background and never an instance.
+        masks: [K, H, W] uint8 (or bool) binary masks at the image size.
+        crowd: optional [H, W] uint8 (or bool) crowd region (COCO ``iscrowd``): ignored in training
+            and forgiven in evaluation, never an instance.
+
+    Raises:
+        InputError: naming the field, its shape or dtype, and what was expected.
+    """
+
+    boxes_xyxy: Tensor
+    labels: Tensor
+    masks: Tensor
+    crowd: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        for field_name in ("boxes_xyxy", "labels", "masks"):
+            if not isinstance(getattr(self, field_name), Tensor):
+                raise InputError(f"InstanceTarget.{field_name} must be a torch.Tensor, got "
+                                 f"{type(getattr(self, field_name)).__name__}")
+        boxes, labels, masks = self.boxes_xyxy, self.labels, self.masks
+        if masks.dim() != 3 or masks.dtype not in (torch.uint8, torch.bool):
+            raise InputError(f"InstanceTarget.masks has {masks.dtype} {list(masks.shape)}; expected uint8 [K, H, W]")
+        k = masks.shape[0]
+        if boxes.shape != (k, 4) or not boxes.is_floating_point():
+            raise InputError(f"InstanceTarget.boxes_xyxy has {boxes.dtype} {list(boxes.shape)}; expected float [{k}, 4] "
+                             f"(one box per mask: masks is {list(masks.shape)})")
+        if labels.shape != (k,) or labels.dtype != torch.int64:
+            raise InputError(f"InstanceTarget.labels has {labels.dtype} {list(labels.shape)}; expected int64 [{k}] "
+                             f"(one label per mask: masks is {list(masks.shape)})")
+        if k and int(labels.min()) < 1:
+            raise InputError(f"InstanceTarget.labels holds {int(labels.min())}; instances are labelled 1..C "
+                             "(0 is the background)")
+        if k and not bool(torch.isfinite(boxes).all()):
+            raise InputError("InstanceTarget.boxes_xyxy holds non-finite values")
+        degenerate = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+        if bool(degenerate.any()):
+            i = int(degenerate.nonzero()[0])
+            raise InputError(f"InstanceTarget.boxes_xyxy[{i}] = {boxes[i].tolist()} is degenerate; every box needs "
+                             "x2 > x1 and y2 > y1 (drop empty instances, e.g. with seglab.boxes.masks_to_boxes)")
+        if self.crowd is not None:
+            crowd = self.crowd
+            if not isinstance(crowd, Tensor) or crowd.shape != masks.shape[-2:] or crowd.dtype not in (
+                torch.uint8, torch.bool
+            ):
+                got = f"{crowd.dtype} {list(crowd.shape)}" if isinstance(crowd, Tensor) else type(crowd).__name__
+                raise InputError(f"InstanceTarget.crowd has {got}; expected uint8 {list(masks.shape[-2:])} (the image size)")
+
+    @classmethod
+    def from_dict(cls, target: Mapping[str, Any]) -> InstanceTarget:
+        """Build from a dataset target ``dict(boxes, labels, masks[, crowd])`` (tv_tensors unwrapped)."""
+        if isinstance(target, InstanceTarget):
+            return target
+        if not isinstance(target, Mapping):
+            raise InputError(f"an instance target must be a dict with boxes, labels and masks, got {type(target).__name__}")
+        missing = [k for k in ("labels", "masks") if k not in target]
+        if "boxes" not in target and "boxes_xyxy" not in target:
+            missing.insert(0, "boxes")
+        if missing:
+            raise InputError(f"instance target is missing {', '.join(missing)} (it has {', '.join(sorted(target))})")
+
+        def plain(value: Any) -> Any:
+            return value.as_subclass(Tensor) if isinstance(value, Tensor) else value
+
+        boxes = plain(target["boxes"] if "boxes" in target else target["boxes_xyxy"])
+        crowd = plain(target.get("crowd"))
+        return cls(boxes_xyxy=boxes, labels=plain(target["labels"]), masks=plain(target["masks"]), crowd=crowd)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(H, W) of the masks."""
+        return int(self.masks.shape[-2]), int(self.masks.shape[-1])
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def to(self, device: torch.device | str) -> InstanceTarget:
+        """A copy on ``device``."""
+        return InstanceTarget(
+            boxes_xyxy=self.boxes_xyxy.to(device), labels=self.labels.to(device), masks=self.masks.to(device),
+            crowd=None if self.crowd is None else self.crowd.to(device),
+        )
+
+
+@dataclass
 class InstancePrediction:
     """Instances found in one image.
 
     Args:
-        masks: [K, H, W] float in [0, 1] (soft) or bool.
-        boxes_xyxy: [K, 4] float, pixels.
-        labels: [K] int64 class ids.
-        scores: [K] float confidence.
+        masks: [K, H, W] float in [0, 1] (soft, at the image size) or bool.
+        boxes_xyxy: [K, 4] float, pixels of the input image.
+        labels: [K] int64 class ids (1..C).
+        scores: [K] float confidence, sorted high to low by the models.
     """
 
     masks: Tensor
@@ -70,6 +162,18 @@ class InstancePrediction:
                 f"{list(self.masks.shape)}, boxes_xyxy {list(self.boxes_xyxy.shape)}, labels "
                 f"{list(self.labels.shape)}, scores {list(self.scores.shape)}; expected [K, H, W], [K, 4], [K], [K]"
             )
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def binary_masks(self, threshold: float = 0.5) -> Tensor:
+        """[K, H, W] bool: soft masks thresholded at ``threshold`` (Mask R-CNN sec. 3: 0.5)."""
+        return self.masks if self.masks.dtype == torch.bool else self.masks >= threshold
+
+    def to(self, device: torch.device | str) -> InstancePrediction:
+        """A copy on ``device``."""
+        return InstancePrediction(masks=self.masks.to(device), boxes_xyxy=self.boxes_xyxy.to(device),
+                                  labels=self.labels.to(device), scores=self.scores.to(device))
 
 
 @dataclass
