@@ -12,7 +12,7 @@ from PIL import Image as PILImage
 from rich.table import Table
 
 from seglab.cli.common import OutputFormat, console
-from seglab.data import CheckReport, build_dataset, check_dataset
+from seglab.data import CheckReport, build_dataset, check_dataset, check_instances
 from seglab.data.fetch import URL_BASE_ENV, fetch_dataset
 from seglab.data.render import render_sample, target_labels
 from seglab.data.sources import list_sources
@@ -51,8 +51,12 @@ def check(
     options: list[str] = typer.Option(None, "--option", "-O", help=OPTION_HELP),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json"),
 ) -> None:
-    """Report label values outside the classes, colour masks, size mismatches, unreadable files, empty classes.
+    """Check labels: values outside the classes, colour masks, size mismatches, unreadable files, empty classes.
 
+    Instance datasets (coco; cityscapes and synthetic with -O task=instance) are checked as
+    instances: annotation-file problems (undeclared categories, duplicate ids, bboxes outside the
+    image, RLE/polygon errors, missing images), empty masks, boxes outside the image, bad labels,
+    and instance counts per class. Your own COCO JSON: -O json_file=... -O image_dir=...
     Exits with status 1 when errors are found.
     """
     kwargs = dataset_options(options)
@@ -60,12 +64,17 @@ def check(
         folder = {"image_dir": images, "mask_dir": masks,
                   "classes": [c.strip() for c in classes.split(",")] if classes else None}
         kwargs.update({k: v for k, v in folder.items() if v is not None})
+    if dataset == "coco" and kwargs.get("task", "instance") == "instance":
+        kwargs.setdefault("strict", False)  # list every problem of the JSON, not only the first
     data = build_dataset(dataset, split=split, root=data_root, **kwargs)
+    checker = check_instances if getattr(data, "task", "semantic") == "instance" else check_dataset
     with progress_bar(console, enabled=fmt is OutputFormat.table) as bar:
         task = bar.add_task(f"checking {dataset}/{split}", total=min(len(data), max_items or len(data)))
-        report = check_dataset(data, max_items=max_items, progress=lambda done, total: bar.update(task, completed=done))
+        report = checker(data, max_items=max_items, progress=lambda done, total: bar.update(task, completed=done))
     if fmt is OutputFormat.json:
         print(json.dumps(report.to_dict(), indent=2))
+    elif report.task == "instance":
+        _render_instances(report)
     else:
         _render(report)
     if not report.ok:
@@ -81,11 +90,28 @@ def _render(report: CheckReport) -> None:
     for name, pixels in [*report.class_pixels.items(), ("(ignored)", report.ignored_pixels)]:
         table.add_row(name, str(pixels), f"{100 * pixels / max(total, 1):.2f} %")
     console.print(table)
+    _render_messages(report, "labels are consistent")
+
+
+def _render_instances(report: CheckReport) -> None:
+    total = sum(report.class_instances.values())
+    table = Table(title=f"{report.dataset}/{report.split}: {report.num_items} items checked, {total} instances")
+    table.add_column("class")
+    table.add_column("instances", justify="right")
+    table.add_column("share", justify="right")
+    for name, count in report.class_instances.items():
+        table.add_row(name, str(count), f"{100 * count / max(total, 1):.2f} %")
+    table.add_row("(images without instances)", str(report.images_without_instances), "")
+    console.print(table)
+    _render_messages(report, "instances are consistent")
+
+
+def _render_messages(report: CheckReport, ok: str) -> None:
     for warning in report.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     for error in report.errors:
-        console.print(f"[red]error:[/] {error}")
-    console.print("[green]ok[/]: labels are consistent" if report.ok else f"[red]{len(report.errors)} error(s)[/]")
+        console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+    console.print(f"[green]ok[/]: {ok}" if report.ok else f"[red]{len(report.errors)} error(s)[/]")
 
 
 @data_app.command("fetch")
@@ -176,7 +202,7 @@ def render(
     for i in indices:
         image, target = data[i]
         path = out / f"{dataset}_{split}_{i:05d}.png"
-        PILImage.fromarray(render_sample(image, target, data.palette)).save(path)
+        PILImage.fromarray(render_sample(image, target, data.palette, classes=data.classes)).save(path)
         labels, shows = target_labels(target)
         present = sorted(int(v) for v in np.unique(labels) if v != data.ignore_index)
         names = ", ".join(data.classes[v] if v < len(data.classes) else str(v) for v in present)

@@ -5,6 +5,8 @@ dispatch on tv_tensors: semantic masks (``Mask`` int64 [H, W]) and instance mask
 [K, H, W]) are resampled with NEAREST, boxes follow every geometric step, and pixels a crop, rotation
 or deformation brings in from outside are filled with 0 in the image, ``ignore_index`` (255) in
 semantic and panoptic masks and 0 in instance masks. Photometric entries touch the image only.
+An instance chain ends with ``instance_steps()``: boxes recomputed from the masks (never looser
+than them), clamped, and instances left without pixels removed with their masks and labels.
 
 All randomness is drawn from torch's global RNG (never numpy or ``random``), so
 ``seglab.engine.sampling.SeededTransforms`` reproduces every sample exactly.
@@ -34,6 +36,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as TF
 
+from seglab.boxes.ops import masks_to_boxes
 from seglab.data.base import IGNORE_INDEX
 from seglab.data.masks import CrowdMask
 from seglab.errors import ConfigError, closest
@@ -47,8 +50,10 @@ __all__ = [
     "ElasticGrid",
     "LocalContrastNorm",
     "RandomScale",
+    "SanitizeInstances",
     "build_augmentation",
     "check_augmentation",
+    "instance_steps",
     "list_augmentations",
     "local_contrast_norm",
 ]
@@ -198,13 +203,15 @@ class LocalContrastNorm(v2.Transform):
 
 
 class BoxesFromMasks(v2.Transform):
-    """Replace instance boxes by the tight boxes of their masks (after rotate or elastic).
+    """Replace instance boxes by the tight boxes of their masks (``seglab.boxes.masks_to_boxes``).
 
-    v2 maps a box through a rotation or deformation by its corners, which gives a loose box; the
-    masks are exact, so the boxes are recomputed from them in seglab's convention (pixel edges:
-    x2 = last column + 1). A mask left empty gets a zero-size box, which ``SanitizeBoundingBoxes``
-    then removes with its mask and label. Inputs without a [K, H, W] ``Mask`` and ``BoundingBoxes``
-    pass unchanged.
+    v2 moves a box by its corners: a crop clips it to the crop window, even where the part of the
+    object left inside is smaller (a triangle cut off below its apex keeps the apex's y1), and a
+    rotation or deformation maps its corners, which gives a loose box. The masks are exact, so every
+    instance chain recomputes the boxes from them after its geometric steps (pixel edges: x2 = last
+    column + 1). A mask left empty gets the zero box, which ``SanitizeInstances`` then removes with
+    its mask and label. Inputs without exactly one [K, H, W] ``Mask`` and one ``BoundingBoxes`` of
+    K boxes pass unchanged (the [H, W] ``CrowdMask`` is not an instance mask).
     """
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
@@ -212,7 +219,7 @@ class BoxesFromMasks(v2.Transform):
         boxes = [x for x in flat_inputs if isinstance(x, tv_tensors.BoundingBoxes)]
         if len(masks) != 1 or len(boxes) != 1 or masks[0].shape[0] != boxes[0].shape[0]:
             return dict(boxes=None)
-        xyxy = masks_to_boxes_xyxy(masks[0].as_subclass(Tensor))
+        xyxy = masks_to_boxes(masks[0].as_subclass(Tensor))
         tight = tv_tensors.BoundingBoxes(xyxy, format="XYXY", canvas_size=tuple(masks[0].shape[-2:]))
         return dict(boxes=TF.convert_bounding_box_format(tight, new_format=boxes[0].format))
 
@@ -220,16 +227,6 @@ class BoxesFromMasks(v2.Transform):
         if params["boxes"] is None or not isinstance(inpt, tv_tensors.BoundingBoxes):
             return inpt
         return tv_tensors.wrap(params["boxes"].as_subclass(Tensor).to(inpt.dtype), like=inpt)
-
-
-def masks_to_boxes_xyxy(masks: Tensor) -> Tensor:
-    """Tight boxes of binary masks: [K, H, W] -> [K, 4] float XYXY, pixel edges; empty -> zeros."""
-    boxes = torch.zeros(masks.shape[0], 4)
-    for k, mask in enumerate(masks):
-        ys, xs = torch.nonzero(mask, as_tuple=True)
-        if xs.numel():
-            boxes[k] = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()
-    return boxes
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -395,7 +392,6 @@ _AUGMENTATIONS: dict[str, _Augmentation] = {
     ),
 }
 _FLIPS = ("hflip", "vflip")  # their p is the flip's own; other p wrap the step in RandomApply
-_NON_RIGID = ("rotate", "elastic")  # after these, instance boxes are recomputed from the masks
 # Deterministic input normalisation, not augmentation: evaluation must apply it too (SegNet's LCN).
 PREPROCESSING = ("local_contrast_norm",)
 
@@ -480,8 +476,9 @@ def build_augmentation(
         specs: mappings with ``name`` (see ``list_augmentations()``) and parameters, e.g.
             ``[{"name": "random_resize", "scale_range": [0.5, 2.0]}, {"name": "rotate", "degrees": 10}]``.
         task: "semantic", "instance" or "panoptic". Instance masks are filled with 0, others with
-            ``ignore_index``; for "instance", boxes are recomputed from masks after rotate/elastic and
-            boxes left empty are removed with their masks and labels.
+            ``ignore_index``; for "instance", the chain ends with ``instance_steps()``: boxes
+            recomputed from the masks, clamped, and instances left empty removed with their masks
+            and labels (the crowd mask is moved, never filtered).
         ignore_index: fill of semantic (and panoptic) mask pixels brought in from outside.
         field: dotted name used in error messages.
 
@@ -496,16 +493,23 @@ def build_augmentation(
         raise ConfigError(f"build_augmentation: unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
     fills = _Fills(mask=0 if task == "instance" else int(ignore_index))
     steps: list[Any] = []
-    checked = check_augmentation(specs, field=field)
-    for name, params in checked:
+    for name, params in check_augmentation(specs, field=field):
         step = _AUGMENTATIONS[name].build(params, fills)
         p = getattr(params, "p", 1.0)
         steps.append(v2.RandomApply([step], p=p) if name not in _FLIPS and p < 1 else step)
     if task == "instance":
-        if any(name in _NON_RIGID for name, _ in checked):
-            steps.append(BoxesFromMasks())
-        steps += [v2.ClampBoundingBoxes(), SanitizeInstances()]
+        steps += instance_steps()
     return v2.Compose(steps or [v2.Identity()])
+
+
+def instance_steps() -> list[v2.Transform]:
+    """The steps that end every instance chain: ``BoxesFromMasks``, ``ClampBoundingBoxes``, ``SanitizeInstances``.
+
+    So after any crop, resize, flip, rotation or deformation each box is tight on its mask, and the
+    instances left without pixels are removed with their masks and labels; an image may end with
+    K = 0 instances ([0, H, W] masks, [0, 4] boxes, [0] labels), which is a valid sample.
+    """
+    return [BoxesFromMasks(), v2.ClampBoundingBoxes(), SanitizeInstances()]
 
 
 def query_size(flat_inputs: list[Any], who: str) -> tuple[int, int]:

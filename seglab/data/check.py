@@ -1,9 +1,12 @@
-"""The label validator behind ``seglab data check``.
+"""The validators behind ``seglab data check``: label files (semantic) and instance targets.
 
-Reads the raw files of a dataset (no class mapping, no transforms) and reports what would break or
-silently skew training: unreadable files, image/label size mismatches, colour masks where index
-masks are expected, label values the dataset does not know, classes that never occur, and the
-pixel count of every class.
+``check_dataset`` reads the raw files of a dataset (no class mapping, no transforms) and reports
+what would break or silently skew training: unreadable files, image/label size mismatches, colour
+masks where index masks are expected, label values the dataset does not know, classes that never
+occur, and the pixel count of every class.
+
+``check_instances`` (``seglab.data.instance_check``) checks instance datasets (``task="instance"``):
+their annotation file and the targets of their items; both return a ``CheckReport``.
 """
 
 from __future__ import annotations
@@ -23,15 +26,18 @@ MAX_LISTED = 5  # files named per problem before "and N more"
 
 @dataclass
 class CheckReport:
-    """Result of ``check_dataset``.
+    """Result of ``check_dataset`` (task "semantic") or ``check_instances`` (task "instance").
 
     Attributes:
         ok: no errors (warnings allowed).
         num_items: items checked.
         errors: problems that break loading or training, each naming the files and the fix.
-        warnings: suspicious but loadable data (palette masks, classes with no pixels).
-        class_pixels: class name -> pixel count over the checked items.
-        ignored_pixels: pixels mapped to the ignore index.
+        warnings: suspicious but loadable data (palette masks, classes with no pixels or instances).
+        class_pixels: class name -> pixel count over the checked items (semantic).
+        ignored_pixels: pixels mapped to the ignore index (semantic).
+        task: "semantic" or "instance".
+        class_instances: class name -> instance count over the checked items (instance).
+        images_without_instances: checked items with K = 0 instances (instance).
     """
 
     ok: bool
@@ -42,10 +48,15 @@ class CheckReport:
     ignored_pixels: int = 0
     dataset: str = ""
     split: str = ""
+    task: str = "semantic"
+    class_instances: dict[str, int] = field(default_factory=dict)
+    images_without_instances: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-serialisable dict (for ``--format json``)."""
-        return asdict(self)
+        """Return a JSON-serialisable dict (for ``--format json``) with the fields of its task."""
+        other = ("class_pixels", "ignored_pixels") if self.task == "instance" else ("class_instances",
+                                                                                  "images_without_instances")
+        return {key: value for key, value in asdict(self).items() if key not in other}
 
 
 @dataclass

@@ -1,15 +1,19 @@
-"""Batch collation: uint8 tv_tensors from the datasets become float model inputs here."""
+"""Batch collation: uint8 tv_tensors from the datasets become float model inputs here, and instance
+target dicts become validated ``seglab.structures.InstanceTarget``."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as TF
 
 from seglab.data.base import IGNORE_INDEX
-from seglab.errors import DataError
+from seglab.errors import DataError, InputError
+from seglab.structures import InstanceTarget
 
 
 def collate_semantic(
@@ -46,29 +50,56 @@ def collate_semantic(
     return images, masks
 
 
-def collate_instance(batch: Sequence[tuple[Tensor, dict[str, Any]]]) -> tuple[list[Tensor], list[dict[str, Any]]]:
+def collate_instance(batch: Sequence[tuple[Tensor, Mapping[str, Any]]]) -> tuple[list[Tensor], list[InstanceTarget]]:
     """Keep instance samples as lists (sizes and instance counts differ per image).
 
     Args:
-        batch: N pairs of image uint8 [3, H, W] and a target dict (e.g. masks [K, H, W], boxes
-            [K, 4], labels [K]).
+        batch: N pairs of image uint8 [3, H, W] (float images are taken as already in [0, 1]) and a
+            target dict ``masks`` [K, H, W], ``boxes`` [K, 4] (``BoundingBoxes`` in any format, or
+            XYXY), ``labels`` [K] in 1..C, optional ``crowd`` [H, W]; K = 0 is allowed.
 
     Returns:
-        images: N float32 [3, H, W] in [0, 1]; targets: N dicts with plain tensors (tv_tensors
-        unwrapped; boxes float32, labels int64, masks uint8).
+        images: N float32 [3, H, W] in [0, 1]; targets: N ``seglab.structures.InstanceTarget``
+        (plain tensors: boxes_xyxy float32, labels int64, masks uint8, crowd uint8 or None).
+
+    Raises:
+        DataError: an empty batch, or an invalid target, naming the batch item and the problem.
     """
-    images = [_to_float(image) for image, _ in batch]
-    targets = []
-    for _, target in batch:
-        plain = {k: v.as_subclass(Tensor) if isinstance(v, Tensor) else v for k, v in target.items()}
-        if "boxes" in plain:
-            plain["boxes"] = plain["boxes"].to(torch.float32)
-        if "labels" in plain:
-            plain["labels"] = plain["labels"].to(torch.int64)
-        if "masks" in plain:
-            plain["masks"] = plain["masks"].to(torch.uint8)
-        targets.append(plain)
+    if len(batch) == 0:
+        raise DataError("collate_instance got an empty batch")
+    images, targets = [], []
+    for i, (image, target) in enumerate(batch):
+        try:
+            instances = InstanceTarget.from_dict(_plain_target(target))
+        except InputError as err:
+            raise DataError(
+                f"batch item {i}: {err}. Instance models need the dataset's task='instance' targets "
+                f"(check the data with `seglab data check <dataset> -O task=instance`)"
+            ) from err
+        if instances.image_size != tuple(image.shape[-2:]):
+            raise DataError(
+                f"batch item {i}: image is {list(image.shape)} but masks are {list(instances.masks.shape)}; "
+                f"a transform moved one without the other (wrap masks in tv_tensors.Mask)"
+            )
+        images.append(_to_float(image))
+        targets.append(instances)
     return images, targets
+
+
+def _plain_target(target: Any) -> Any:
+    """Unwrap tv_tensors and cast to the dtypes of ``InstanceTarget``; boxes become XYXY."""
+    if not isinstance(target, Mapping):
+        return target  # InstanceTarget.from_dict names the type
+    plain = dict(target)
+    boxes = plain.get("boxes")
+    if isinstance(boxes, tv_tensors.BoundingBoxes) and boxes.format != tv_tensors.BoundingBoxFormat.XYXY:
+        plain["boxes"] = TF.convert_bounding_box_format(boxes, new_format=tv_tensors.BoundingBoxFormat.XYXY)
+    casts = {"boxes": torch.float32, "boxes_xyxy": torch.float32, "labels": torch.int64, "masks": torch.uint8,
+             "crowd": torch.uint8}  # fmt: skip
+    for key, dtype in casts.items():
+        if isinstance(plain.get(key), Tensor):
+            plain[key] = plain[key].as_subclass(Tensor).to(dtype)
+    return plain
 
 
 def _to_float(image: Tensor) -> Tensor:

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 from torchvision import tv_tensors
 
+from seglab.boxes.ops import masks_to_boxes
 from seglab.errors import DataError
 
 __all__ = [
@@ -37,7 +38,6 @@ __all__ = [
     "decode_rle",
     "encode_rle",
     "instance_target",
-    "masks_to_boxes",
     "polygons_to_mask",
     "rle_counts_from_string",
 ]
@@ -210,27 +210,6 @@ def _fill_ring(mask: np.ndarray, points: np.ndarray) -> None:
     mask[row_lo:row_hi, col_lo:col_hi] |= (np.cumsum(toggles, axis=1)[:, :-1] % 2).astype(bool)
 
 
-def masks_to_boxes(masks: Tensor) -> Tensor:
-    """Tight boxes around binary masks, as pixel edges (x2 = last column + 1, as in ``synthetic``).
-
-    Args:
-        masks: [K, H, W] binary; every mask must have at least one pixel.
-
-    Returns:
-        [K, 4] float32 boxes XYXY.
-    """
-    if masks.shape[0] == 0:
-        return torch.zeros(0, 4)
-    cols = masks.any(dim=1)  # [K, W]
-    rows = masks.any(dim=2)  # [K, H]
-    width, height = cols.shape[1], rows.shape[1]
-    x1 = cols.to(torch.uint8).argmax(dim=1)
-    x2 = width - cols.flip(1).to(torch.uint8).argmax(dim=1)
-    y1 = rows.to(torch.uint8).argmax(dim=1)
-    y2 = height - rows.flip(1).to(torch.uint8).argmax(dim=1)
-    return torch.stack([x1, y1, x2, y2], dim=1).to(torch.float32)
-
-
 class CrowdMask(tv_tensors.Mask):
     """The [H, W] crowd region of an instance target: a mask that transforms move with the image
     but that ``SanitizeInstances`` never filters as if it were one row per instance."""
@@ -240,7 +219,8 @@ def instance_target(masks: Tensor, labels: Tensor, crowd: Tensor) -> dict[str, A
     """Pack instances in the target format of ``seglab.data.synthetic`` (plus a crowd mask).
 
     Args:
-        masks: [K, H, W] binary, each with at least one pixel.
+        masks: [K, H, W] binary, each with at least one pixel (an empty one would get the zero box
+            of ``seglab.boxes.masks_to_boxes``, which ``InstanceTarget`` rejects).
         labels: [K] int64 class ids.
         crowd: [H, W] binary; 1 = crowd region (many objects annotated as one, not an instance).
 

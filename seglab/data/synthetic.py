@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision import tv_tensors
 
+from seglab.boxes.ops import masks_to_boxes
 from seglab.data.base import SegmentationDataset, Transforms, check_split
 from seglab.errors import ConfigError, DataError
 
@@ -200,14 +201,9 @@ def _renumber_visible(image: Tensor, semantic: Tensor, instance_ids: Tensor, sha
 
 def _instance_target(scene: Scene) -> dict[str, Any]:
     height, width = scene.semantic.shape
-    num = scene.labels.numel()
-    masks = scene.instance_ids[None] == torch.arange(1, num + 1)[:, None, None]
-    boxes = torch.zeros(num, 4)
-    for k in range(num):
-        ys, xs = torch.nonzero(masks[k], as_tuple=True)
-        boxes[k] = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()
+    masks = scene.instance_ids[None] == torch.arange(1, scene.labels.numel() + 1)[:, None, None]  # [K, H, W]
     return dict(
         masks=tv_tensors.Mask(masks.to(torch.uint8)),
-        boxes=tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(height, width)),
+        boxes=tv_tensors.BoundingBoxes(masks_to_boxes(masks), format="XYXY", canvas_size=(height, width)),
         labels=scene.labels,
     )

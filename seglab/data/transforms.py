@@ -19,7 +19,7 @@ from typing import Any
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from seglab.data.augment import PREPROCESSING, TASKS, RandomScale, SanitizeInstances, build_augmentation
+from seglab.data.augment import PREPROCESSING, TASKS, RandomScale, build_augmentation, instance_steps
 from seglab.data.base import IGNORE_INDEX
 from seglab.errors import ConfigError
 
@@ -48,8 +48,10 @@ def train_transforms(
         hflip: random horizontal flip with probability 0.5.
         ignore_index: fill value of padded mask pixels.
         base_size: (H, W) to resize every input to first (reduced-resolution recipes).
-        task: "semantic", "instance" or "panoptic". Instance masks are padded with 0 (not ignore)
-            and boxes that crops leave empty are removed with their masks and labels.
+        task: "semantic", "instance" or "panoptic". Instance masks are padded with 0 (not ignore);
+            for "instance" the chain ends with ``seglab.data.augment.instance_steps()``: boxes
+            recomputed from the masks (a box cut by the crop is tight on what is left), clamped, and
+            instances cropped away removed with their masks and labels (K = 0 is a valid sample).
         augment: named augmentations, e.g. ``[{"name": "rotate", "degrees": 10}]`` (recipe
             ``data.augment``); ``None`` keeps the built-in chain.
 
@@ -73,7 +75,7 @@ def train_transforms(
     if hflip:
         steps.append(v2.RandomHorizontalFlip(p=0.5))
     if task == "instance":
-        steps += [v2.ClampBoundingBoxes(), SanitizeInstances()]
+        steps += instance_steps()  # boxes tight on the cropped masks; instances cropped away removed
     return v2.Compose(steps) if steps else v2.Identity()
 
 

@@ -1,4 +1,4 @@
-"""`seglab data fetch` and `seglab data stats` through the typer app (no subprocess)."""
+"""`seglab data fetch`, `seglab data stats` and `seglab data check` through the typer app (no subprocess)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
+from conftest import require_dataset
+from PIL import Image
 from typer.testing import CliRunner
 
 from seglab.cli.app import app
@@ -107,3 +110,56 @@ def test_stats_table_on_synthetic_data() -> None:
     result = runner.invoke(app, ["data", "stats", "synthetic", "--max-items", "4"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "weight" in result.output and "(ignored)" in result.output and "median(freq)" in result.output
+
+
+def _broken_coco_json(folder: Path) -> Path:
+    """A COCO JSON with an undeclared category (annotation 12), a duplicate annotation id (11) and a
+    bbox outside its 8x6 image (annotation 13); one 8x6 image under ``folder/images``."""
+    (folder / "images").mkdir(parents=True)
+    Image.fromarray(np.full((6, 8, 3), 90, np.uint8)).save(folder / "images" / "a.jpg")
+    polygon = [[1, 1, 5, 1, 5, 3, 1, 3]]
+    annotations = [{"id": i, "image_id": 1, "category_id": c, "segmentation": polygon, "bbox": b}
+                   for i, c, b in ((11, 1, [1, 1, 4, 2]), (12, 7, [1, 1, 4, 2]), (11, 1, [1, 1, 4, 2]),
+                                   (13, 1, [6, 1, 4, 2]))]  # fmt: skip
+    data = {"images": [{"id": 1, "file_name": "a.jpg", "height": 6, "width": 8}], "annotations": annotations,
+            "categories": [{"id": 1, "name": "cell"}]}
+    path = folder / "annotations.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_check_own_coco_json_exits_1_naming_each_problem(tmp_path: Path) -> None:
+    path = _broken_coco_json(tmp_path / "mine")
+    args = ["data", "check", "coco", "--split", "mine", "-O", f"json_file={path}", "-O", "image_dir=mine/images",
+            "--data-root", str(tmp_path)]
+    result = runner.invoke(app, args, env={"COLUMNS": "400"})
+    assert result.exit_code == 1, result.output
+    assert "annotation id 12: unknown category_id 7" in result.output
+    assert "annotation id 11 appears twice" in result.output
+    assert "annotation id 13 (image id 1): bbox [6, 1, 4, 2] reaches outside the 8x6 image" in result.output
+    assert "instances" in result.output and "3 error(s)" in result.output
+    report = json.loads(runner.invoke(app, [*args, "--format", "json"]).output)
+    assert report["task"] == "instance" and len(report["errors"]) == 3 and report["class_instances"] == {"cell": 2}
+
+
+def test_check_coco_tiny_instances_exits_0() -> None:
+    root = require_dataset("coco_tiny")
+    result = runner.invoke(app, ["data", "check", "coco", "-O", "folder=coco_tiny", "--split", "val",
+                                 "--data-root", str(root.parent), "--max-items", "6"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "instances" in result.output and "person" in result.output and "instances are consistent" in result.output
+
+
+def test_check_routes_by_task() -> None:
+    result = runner.invoke(app, ["data", "check", "synthetic", "-O", "task=instance", "-O", "num_images=4",
+                                 "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["task"] == "instance" and set(report["class_instances"]) == {"circle", "square", "triangle"}
+    semantic = json.loads(runner.invoke(app, ["data", "check", "synthetic", "-O", "num_images=2", "--format", "json"]).output)
+    assert semantic["task"] == "semantic" and semantic["class_pixels"]["background"] > 0
+    sample = require_dataset("cityscapes_sample")
+    result = runner.invoke(app, ["data", "check", "cityscapes", "--split", "all", "-O", f"folder={sample.name}",
+                                 "-O", "task=instance", "--data-root", str(sample.parent)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "car" in result.output and "(images without instances)" in result.output

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torchvision import tv_tensors
 
 from seglab.data import SyntheticShapes, collate_instance, collate_semantic, eval_transforms, train_transforms
+from seglab.data.masks import CrowdMask
+from seglab.errors import DataError
+from seglab.structures import InstanceTarget
 
 
 def _encoded_pair(height: int = 64, width: int = 96, block: int = 8) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
@@ -95,10 +99,42 @@ def test_collate_semantic_pads_to_largest() -> None:
     assert masks[0, :4, :6].eq(0).all() and masks[0, 4:].eq(255).all() and masks[0, :, 6:].eq(255).all()
 
 
-def test_collate_instance_keeps_lists() -> None:
+def test_collate_instance_returns_instance_targets() -> None:
     dataset = SyntheticShapes(num_images=2, task="instance")
     images, targets = collate_instance([dataset[0], dataset[1]])
     assert len(images) == len(targets) == 2
     assert images[0].dtype == torch.float32 and float(images[0].max()) <= 1.0
-    assert targets[0]["boxes"].dtype == torch.float32 and targets[0]["labels"].dtype == torch.int64
-    assert targets[0]["masks"].dtype == torch.uint8
+    assert all(isinstance(target, InstanceTarget) for target in targets)
+    target = targets[0]
+    assert target.boxes_xyxy.dtype == torch.float32 and target.labels.dtype == torch.int64
+    assert target.masks.dtype == torch.uint8 and target.crowd is None
+    assert type(target.masks) is torch.Tensor and type(target.boxes_xyxy) is torch.Tensor
+    assert torch.equal(target.boxes_xyxy, dataset[0][1]["boxes"].as_subclass(torch.Tensor))
+
+
+def test_collate_instance_converts_boxes_and_crowd() -> None:
+    masks = torch.zeros(1, 4, 6, dtype=torch.bool)
+    masks[0, 1:3, 2:5] = True
+    target = dict(masks=tv_tensors.Mask(masks), labels=torch.tensor([2], dtype=torch.int32),
+                  boxes=tv_tensors.BoundingBoxes([[2, 1, 3, 2]], format="XYWH", canvas_size=(4, 6)),
+                  crowd=CrowdMask(torch.zeros(4, 6, dtype=torch.bool)))
+    _, (out,) = collate_instance([(tv_tensors.Image(torch.zeros(3, 4, 6, dtype=torch.uint8)), target)])
+    assert out.boxes_xyxy.tolist() == [[2, 1, 5, 3]] and out.labels.dtype == torch.int64
+    assert out.masks.dtype == torch.uint8 and out.crowd.dtype == torch.uint8 and out.crowd.shape == (4, 6)
+
+
+def test_collate_instance_names_the_bad_item() -> None:
+    dataset = SyntheticShapes(num_images=2, task="instance")
+    good = dataset[0]
+    image, target = dataset[1]
+    bad = dict(target, labels=torch.zeros_like(target["labels"]))  # 0 is the background, never an instance
+    with pytest.raises(DataError, match=r"batch item 1: InstanceTarget\.labels holds 0"):
+        collate_instance([good, (image, bad)])
+    with pytest.raises(DataError, match=r"batch item 0: .*missing boxes"):
+        collate_instance([(image, {"masks": target["masks"], "labels": target["labels"]})])
+    with pytest.raises(DataError, match=r"batch item 0: an instance target must be a dict.*task='instance'"):
+        collate_instance([SyntheticShapes(num_images=1)[0]])
+    with pytest.raises(DataError, match=r"batch item 0: image is \[3, 32, 32\] but masks are"):
+        collate_instance([(tv_tensors.Image(torch.zeros(3, 32, 32, dtype=torch.uint8)), target)])
+    with pytest.raises(DataError, match="empty batch"):
+        collate_instance([])

@@ -14,8 +14,11 @@
 | "ade20k"      | ADE20K            | train, val                     |
 | "isbi_cell_tracking" | ISBICellTracking | 01, 02, all; sequence="PhC-C2DH-U373" or "DIC-C2DH-HeLa" |
 | "cityscapes"  | Cityscapes        | train, val, test (all: flat layout); folder=, task= |
-| "coco"        | CocoInstances     | train, val; folder=, task="instance"/"semantic", skip_empty= |
+| "coco"        | CocoInstances     | train, val; folder=, task="instance"/"semantic", skip_empty=, strict=; or any split with json_file=, image_dir= (your own COCO JSON) |
 | "coco_panoptic" | CocoPanoptic    | train, val; folder=, json_file=, panoptic_dir=, image_dir=, task= |
+
+``dataset_tasks(name)`` says which targets ("semantic", "instance", "panoptic") a dataset can produce;
+the ones with more than one take ``task=``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 from seglab.data.base import SegmentationDataset, Transforms
 from seglab.data.datasets.ade20k import ADE20K
 from seglab.data.datasets.camvid import CamVid
+from seglab.data.datasets import cityscapes, coco, coco_panoptic
 from seglab.data.datasets.cityscapes import Cityscapes
 from seglab.data.datasets.coco import CocoInstances
 from seglab.data.datasets.coco_panoptic import CocoPanoptic
@@ -37,10 +41,12 @@ from seglab.data.datasets.pascal_context import PascalContext
 from seglab.data.datasets.siftflow import SiftFlow
 from seglab.data.datasets.sunrgbd import SUNRGBD
 from seglab.data.datasets.voc import SBD, VOC2012
+from seglab.data import synthetic
 from seglab.data.synthetic import SyntheticShapes
 from seglab.errors import ConfigError, closest
 
 __all__ = ["CamVid", "FolderDataset", "ISBI2012EM", "SyntheticShapes", "build_dataset", "list_datasets", "list_images"]
+__all__ += ["dataset_tasks"]
 __all__ += ["Cityscapes", "CocoInstances", "CocoPanoptic"]
 __all__ += ["ADE20K", "ISBICellTracking", "PascalContext", "SBD", "SUNRGBD", "SiftFlow", "VOC2012"]
 
@@ -100,9 +106,41 @@ _BUILDERS: dict[str, Callable[..., SegmentationDataset]] = {
 }
 
 
+# Datasets with more than the semantic target, read from each module's own TASKS (its ``task=`` values).
+_TASKS: dict[str, tuple[str, ...]] = {
+    "coco": coco.TASKS,
+    "cityscapes": cityscapes.TASKS,
+    "synthetic": synthetic.TASKS,
+    "coco_panoptic": coco_panoptic.TASKS,
+}
+_ALL_TASKS = ("semantic", "instance", "panoptic")
+
+
 def list_datasets() -> list[str]:
     """Return the registered dataset names, sorted."""
     return sorted(_BUILDERS)
+
+
+def dataset_tasks(name: str) -> tuple[str, ...]:
+    """Return the targets dataset ``name`` can produce, in the order semantic, instance, panoptic.
+
+    E.g. ``dataset_tasks("coco") == ("semantic", "instance")``; datasets without a ``task=`` option
+    give ``("semantic",)``. Pass one of them as ``build_dataset(name, ..., task=...)``.
+
+    Raises:
+        ConfigError: unknown name (with the closest registered names).
+    """
+    _check_name(name)
+    supported = _TASKS.get(name, ("semantic",))
+    return tuple(task for task in _ALL_TASKS if task in supported)
+
+
+def _check_name(name: str) -> None:
+    if name not in _BUILDERS:
+        hint = closest(name, _BUILDERS)
+        raise ConfigError(
+            f"unknown dataset {name!r}; {hint + ' ' if hint else ''}available: {', '.join(list_datasets())}"
+        )
 
 
 def build_dataset(
@@ -122,17 +160,14 @@ def build_dataset(
         transforms: joint ``(image, mask)`` transform.
         **kwargs: dataset-specific options ("synthetic": num_images, size, seed, task; "folder":
             image_dir, mask_dir, classes, label_map, ignore_values, palette, mask_suffix;
-            "pascal_context": num_classes; "isbi_cell_tracking": sequence).
+            "pascal_context": num_classes; "isbi_cell_tracking": sequence; "coco": folder, task,
+            skip_empty, strict, json_file and image_dir; ``task`` is one of ``dataset_tasks(name)``).
 
     Raises:
         ConfigError: unknown name, split or option.
         DataError: missing or broken data.
     """
-    if name not in _BUILDERS:
-        hint = closest(name, _BUILDERS)
-        raise ConfigError(
-            f"unknown dataset {name!r}; {hint + ' ' if hint else ''}available: {', '.join(list_datasets())}"
-        )
+    _check_name(name)
     try:
         return _BUILDERS[name](split=split, root=root, transforms=transforms, **kwargs)
     except TypeError as err:
