@@ -27,6 +27,9 @@ class ModelSpec:
         input_multiple: the model pads inputs internally to a multiple of this (informational).
         min_size: smallest input side the model accepts.
         exportable: whether ONNX export is supported.
+        export_note: why not, when ``exportable`` is False (``seglab export`` prints it).
+        loss_terms: the names of the loss terms ``model(images, targets)`` returns, where they do
+            not come from the recipe's ``loss`` section (instance models; the contract test checks them).
         test_kwargs: small builder settings for the contract tests.
         reference_params: parameter count the paper reports, with `reference_kwargs` to build it.
     """
@@ -39,6 +42,8 @@ class ModelSpec:
     input_multiple: int = 1
     min_size: int = 1
     exportable: bool = True
+    export_note: str = ""
+    loss_terms: tuple[str, ...] = ()
     test_kwargs: dict[str, Any] = field(default_factory=dict)
     reference_params: float | None = None
     reference_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -86,17 +91,24 @@ def _lookup(name: str) -> str:
 def create_model(name: str, *, num_classes: int, **kwargs: Any) -> nn.Module:
     """Build the registered model ``name`` with ``num_classes`` outputs.
 
-    Keyword arguments go to the model's builder; an unknown one raises ConfigError.
+    Keyword arguments go to the model's builder. They are checked against its signature first, so
+    an unknown or missing argument raises ConfigError naming the model and the argument, while an
+    error raised inside a build is reported as what it is.
     """
     builder = _BUILDERS[_lookup(name)]
-    if not isinstance(num_classes, int) or num_classes < 1:
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
+    signature = inspect.signature(builder)
     try:
-        model = builder(num_classes=num_classes, **kwargs)
+        signature.bind(num_classes=num_classes, **kwargs)
     except TypeError as exc:
-        if "unexpected keyword argument" in str(exc):
-            raise ConfigError(f"{name}: {exc}") from exc
-        raise
+        valid = [k for k, p in signature.parameters.items() if p.kind is p.KEYWORD_ONLY and k != "num_classes"]
+        unknown = [k for k in kwargs if k not in signature.parameters]
+        hint = closest(unknown[0], valid) if unknown else ""
+        raise ConfigError(
+            f"{name}: {exc}; {hint + ' ' if hint else ''}its arguments are {', '.join(valid) or '(none)'}"
+        ) from None
+    model = builder(num_classes=num_classes, **kwargs)
     model.spec = _SPECS[name]
     return model
 

@@ -35,7 +35,8 @@ def export_onnx(
     """
     spec = getattr(model, "spec", None)
     if spec is not None and not spec.exportable:
-        raise ConfigError(f"{spec.name} cannot be exported to ONNX (its ModelSpec says exportable=False)")
+        reason = spec.export_note or "its ModelSpec says exportable=False"
+        raise ConfigError(f"{spec.name} cannot be exported to ONNX: {reason}")
     if getattr(model, "exportable", True) is False:  # an instance-level opt-out, e.g. DeepLab v1 with crf=True
         name = spec.name if spec is not None else type(model).__name__
         raise ConfigError(f"this {name} cannot be exported to ONNX (model.exportable is False: it was built with a "

@@ -1,1 +1,14 @@
-"""Instance segmentation models (to come)."""
+"""Instance segmentation models; importing this package registers every model module in it."""
+
+import importlib
+import pkgutil
+
+from seglab.models.instance.two_stage import TwoStageSegmenter
+
+# Modules that hold shared pieces and register nothing.
+_SHARED = {"inputs", "two_stage", "torchvision_weights"}
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name not in _SHARED:
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+__all__ = ["TwoStageSegmenter"]

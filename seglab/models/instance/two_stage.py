@@ -1,0 +1,173 @@
+"""The two-stage instance segmenter: backbone -> neck -> proposer -> RoI box head -> RoI mask head.
+
+The instance counterpart of ``SemanticSegmenter``: Mask R-CNN is this class as built by its builder,
+and later two-stage models (PANet, MaskLab, ...) subclass it only where their data flow differs.
+
+Contract (``seglab.structures``): ``model(images, targets)`` returns the named loss terms, already
+weighted (L = L_rpn + L_cls + L_box + L_mask, Mask R-CNN sec. 3); ``model(images)`` returns one
+``InstancePrediction`` per image (soft masks at the image size, boxes in its pixels, labels 1..K,
+scores best first). Images are a list of [3, H, W] float tensors in [0, 1] of any sizes, or a
+[N, 3, H, W] batch; targets one ``InstanceTarget`` (or dataset dict) per image, possibly empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torchvision.ops import MultiScaleRoIAlign
+
+from seglab.boxes import BoxCoder, mask_targets, paste_masks
+from seglab.heads.roi_box import BOX_WEIGHTS, RoIBoxHead, SampledRoIs, detect_boxes, sample_rois
+from seglab.heads.roi_mask import RoIMaskHead, mask_probabilities
+from seglab.heads.rpn import RegionProposalNetwork
+from seglab.layers.normalize import Normalize
+from seglab.losses.detection import fast_rcnn_losses, mask_rcnn_mask_loss
+from seglab.models.instance.inputs import ImageBatch, as_image_list, as_targets, batch_images, resize_target, scale_boxes
+from seglab.structures import InstancePrediction, InstanceTarget
+
+
+@dataclass
+class RoISettings:
+    """Second-stage settings (Mask R-CNN sec. 3.1 and Detectron's defaults).
+
+    Training: ``batch_per_image`` RoIs with ``positive_fraction`` foreground at IoU >= ``fg_iou``;
+    box smooth-L1 ``box_loss_beta`` (1, Fast R-CNN eq. 3). Inference: ``score_threshold``,
+    per-class ``nms_threshold``, ``max_detections`` per image, masks binarised at 0.5 by users.
+    """
+
+    batch_per_image: int = 512
+    positive_fraction: float = 0.25
+    fg_iou: float = 0.5
+    bg_iou: float = 0.5
+    box_loss_beta: float = 1.0
+    score_threshold: float = 0.05
+    nms_threshold: float = 0.5
+    max_detections: int = 100
+
+
+class TwoStageSegmenter(nn.Module):
+    """Detect, then segment each detection (Mask R-CNN's figure 1).
+
+    Args:
+        backbone: images -> {"c2".."c5"}.
+        neck: backbone features -> {"p2".."p6"}.
+        proposer: features -> Proposals (+ its losses in training), e.g. RegionProposalNetwork.
+        box_pooler, mask_pooler: RoIAlign on the feature levels (7x7 and 14x14).
+        box_head: pooled [R, C, 7, 7] -> (class logits, deltas); mask_head: [R, C, 14, 14] -> mask logits.
+        num_classes: K + 1, background (label 0) included.
+        min_size, max_size: shorter side the images are resized to (a tuple: drawn at random per image
+            in training, the last one at test) and the cap of the longer side; None: native size.
+        roi: second-stage settings.
+    """
+
+    def __init__(
+        self, *, backbone: nn.Module, neck: nn.Module, proposer: RegionProposalNetwork, box_pooler: MultiScaleRoIAlign,
+        box_head: RoIBoxHead, mask_pooler: MultiScaleRoIAlign, mask_head: RoIMaskHead, num_classes: int,
+        min_size: int | Sequence[int] | None = 800, max_size: int | None = 1333, size_divisible: int = 32,
+        roi: RoISettings | None = None,
+    ) -> None:
+        super().__init__()
+        self.normalize = Normalize()
+        self.backbone, self.neck, self.proposer = backbone, neck, proposer
+        self.box_pooler, self.box_head = box_pooler, box_head
+        self.mask_pooler, self.mask_head = mask_pooler, mask_head
+        self.num_classes = num_classes
+        self.min_size = None if min_size is None else (tuple(min_size) if isinstance(min_size, Sequence) else (min_size,))
+        self.max_size, self.size_divisible = max_size, size_divisible
+        self.roi = roi or RoISettings()
+        self.box_coder = BoxCoder(weights=BOX_WEIGHTS)
+
+    def forward(self, images: Any, targets: Any = None) -> list[InstancePrediction] | dict[str, Tensor]:
+        batch, targets = self.prepare(images, targets)
+        features = self.neck(self.backbone(batch.tensor))
+        proposals, losses = self.proposer(features, batch.image_sizes, batch.padded_size, targets)
+        if self.training:
+            rois = sample_rois(proposals.boxes, targets, coder=self.box_coder, batch_per_image=self.roi.batch_per_image,
+                               positive_fraction=self.roi.positive_fraction, fg_iou=self.roi.fg_iou,
+                               bg_iou=self.roi.bg_iou)
+            losses |= self.box_losses(features, rois, batch)
+            losses |= self.mask_losses(features, rois, batch, targets)
+            return losses
+        detections = self.detect(features, proposals.boxes, batch)
+        return self.segment(features, detections, batch)
+
+    def cost_forward(self, images: Tensor) -> None:
+        """The computation of one inference with a fixed load, for counting FLOPs (also on the meta device).
+
+        The dense part runs as in ``forward``; the heads run on as many RoIs as the model keeps at
+        most (the RPN's test-time post-NMS count for the box head, ``max_detections`` for the mask
+        head), since their real count depends on the data. RoIAlign and NMS are not counted.
+        """
+        batch, _ = self.prepare(images, None)
+        features = self.neck(self.backbone(batch.tensor))
+        self.proposer.head([features[level] for level in self.proposer.levels])
+        channels = features[self.proposer.levels[0]].shape[1]
+        rois = self.proposer.post_nms_top_n[1] * len(batch.image_sizes)
+        self.box_head(batch.tensor.new_empty(rois, channels, *self.box_pooler.output_size))
+        self.mask_head(batch.tensor.new_empty(self.roi.max_detections * len(batch.image_sizes), channels,
+                                              *self.mask_pooler.output_size))
+
+    def prepare(self, images: Any, targets: Any) -> tuple[ImageBatch, list[InstanceTarget] | None]:
+        """Check inputs, then normalise, resize and pad; targets follow the resize."""
+        name = type(self).__name__
+        images = as_image_list(images, model=name)
+        if self.training and targets is None:
+            raise ValueError(f"{name} is in training mode: pass targets, or call model.eval() to predict")
+        checked = as_targets(targets, images, model=name, num_classes=self.num_classes) if targets is not None else None
+        batch = batch_images(images, self.normalize, min_sizes=[self._min_size() for _ in images],
+                             max_size=self.max_size, size_divisible=self.size_divisible)
+        if checked is not None:
+            checked = [resize_target(t, size) for t, size in zip(checked, batch.image_sizes)]
+        return batch, checked
+
+    def _min_size(self) -> int | None:
+        if self.min_size is None:
+            return None
+        if not self.training:
+            return self.min_size[-1]
+        # torch's RNG (not Python's), so a resumed run draws the same sizes; torchvision's rule
+        return self.min_size[int(torch.empty(1).uniform_(0.0, float(len(self.min_size))).item())]
+
+    def box_losses(self, features: dict[str, Tensor], rois: SampledRoIs, batch: ImageBatch) -> dict[str, Tensor]:
+        """L_cls + L_box on the sampled RoIs."""
+        class_logits, deltas = self.box_head(self.box_pooler(features, rois.boxes, batch.image_sizes))
+        return fast_rcnn_losses(class_logits, deltas, torch.cat(rois.labels), torch.cat(rois.box_targets),
+                                beta=self.roi.box_loss_beta)
+
+    def mask_losses(self, features: dict[str, Tensor], rois: SampledRoIs, batch: ImageBatch,
+                    targets: Sequence[InstanceTarget]) -> dict[str, Tensor]:
+        """L_mask: BCE of the ground-truth class's 28x28 mask on the positive RoIs."""
+        positive = [labels > 0 for labels in rois.labels]
+        boxes = [b[p] for b, p in zip(rois.boxes, positive)]
+        mask_logits = self.mask_head(self.mask_pooler(features, boxes, batch.image_sizes))
+        size = mask_logits.shape[-1]
+        crops = [mask_targets(t.masks, b, m[p], size) for t, b, m, p in zip(targets, boxes, rois.matched, positive)]
+        labels = torch.cat([labels[p] for labels, p in zip(rois.labels, positive)])
+        return {"loss_mask": mask_rcnn_mask_loss(mask_logits, labels, torch.cat(crops))}
+
+    def detect(self, features: dict[str, Tensor], proposals: list[Tensor],
+               batch: ImageBatch) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """Classify and refine the proposals: per image (boxes, scores, labels) in resized pixels."""
+        class_logits, deltas = self.box_head(self.box_pooler(features, proposals, batch.image_sizes))
+        return detect_boxes(class_logits, deltas, proposals, batch.image_sizes, coder=self.box_coder,
+                            score_threshold=self.roi.score_threshold, nms_threshold=self.roi.nms_threshold,
+                            max_detections=self.roi.max_detections)
+
+    def segment(self, features: dict[str, Tensor], detections: list[tuple[Tensor, Tensor, Tensor]],
+                batch: ImageBatch) -> list[InstancePrediction]:
+        """Masks of the detected boxes, mapped back to the input images."""
+        boxes = [d[0] for d in detections]
+        mask_logits = self.mask_head(self.mask_pooler(features, boxes, batch.image_sizes))
+        probs = mask_probabilities(mask_logits, torch.cat([d[2] for d in detections])).split([len(b) for b in boxes])
+        predictions = []
+        for (det_boxes, scores, labels), masks, size, original in zip(
+            detections, probs, batch.image_sizes, batch.original_sizes
+        ):
+            det_boxes = scale_boxes(det_boxes, size, original)
+            predictions.append(InstancePrediction(masks=paste_masks(masks, det_boxes, original), boxes_xyxy=det_boxes,
+                                                  labels=labels, scores=scores))
+        return predictions
