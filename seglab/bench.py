@@ -1,6 +1,7 @@
-"""The model comparison behind `seglab bench`: cost, CPU latency and a CamVid score per model.
+"""The model comparison behind `seglab bench`: cost, CPU latency and a score after a CPU budget per model.
 
-For every registered semantic model, one row:
+For every registered model of a task (semantic by default, ``task="instance"`` for the instance
+models), one row:
 
 - ``params_M`` and ``gflops``: the paper configuration (default builder arguments), 21 classes,
   one 360x480 image, counted on the meta device (``seglab.models.cost``);
@@ -9,7 +10,8 @@ For every registered semantic model, one row:
 - ``miou`` / ``pixel_acc`` on CamVid val after training the model's CPU variant
   (``<model>_camvid_cpu`` recipe) under the one budget those recipes share
   (``recipes/_camvid_cpu_budget.yaml``), with ``cpu_params_M`` the variant's size and ``train_s``
-  its wall time.
+  its wall time; for instance models ``mask_ap`` / ``box_ap`` (COCO AP@[.5:.95]) on synthetic val
+  after the ``<model>_synthetic_cpu`` recipe.
 
 Training results are kept in ``<out>/<model>/bench.json`` with the recipe they came from, and reused
 while the recipe is unchanged, so an interrupted bench continues where it stopped and the table
@@ -28,12 +30,14 @@ from typing import Any
 
 import torch
 
-from seglab.cli.common import json_safe
+from seglab.formatting import json_safe
 from seglab.models.cost import COST_SIZE, model_cost
 from seglab.recipes import load_recipe, model_kwargs, recipes_for
-from seglab.registry import create_model, list_models
+from seglab.registry import create_model, list_models, model_spec
 
-CPU_SUFFIX = "_camvid_cpu"
+CPU_SUFFIX = {"semantic": "_camvid_cpu", "instance": "_synthetic_cpu"}  # the CPU variant of each task
+CPU_CLASSES = {"semantic": 11, "instance": 4}  # CamVid's classes; synthetic shapes + background
+SCORES = {"semantic": ("miou", "pixel_acc"), "instance": ("mask_ap", "box_ap")}  # columns per task
 BUDGET_RECIPE = "_camvid_cpu_budget"
 COST_CLASSES = 21  # PASCAL VOC's 20 classes + background, as `seglab models` reports
 RESULT_FILE = "bench.json"
@@ -54,11 +58,16 @@ class BenchRow:
     train_s: float | None = None
     miou: float | None = None
     pixel_acc: float | None = None
+    mask_ap: float | None = None
+    box_ap: float | None = None
 
 
 def cpu_recipe_for(model: str) -> str | None:
-    """The shipped ``*_camvid_cpu`` recipe that trains ``model``, or None."""
-    return next((name for name in recipes_for(model) if name.endswith(CPU_SUFFIX)), None)
+    """The shipped CPU recipe (``*_camvid_cpu``, or ``*_synthetic_cpu`` for instance models) of ``model``, or None."""
+    if model not in list_models():
+        return None
+    suffix = CPU_SUFFIX[model_spec(model).task]
+    return next((name for name in recipes_for(model) if name.endswith(suffix)), None)
 
 
 def measure_latency(model: str, *, size: tuple[int, int] = COST_SIZE, repeats: int = 3,
@@ -106,6 +115,8 @@ def train_row(recipe_name: str, *, out_dir: Path, overrides: list[str] | None = 
         "miou": result.metrics.get("miou"),
         "pixel_acc": result.metrics.get("pixel_acc"),
         "per_class_iou": result.metrics.get("per_class_iou"),
+        "mask_ap": result.metrics.get("segm_ap"),
+        "box_ap": result.metrics.get("bbox_ap"),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
@@ -125,8 +136,9 @@ def run_bench(
     console: Any = None,
     progress: bool = True,
     on_row: Callable[[BenchRow], None] | None = None,
+    task: str = "semantic",
 ) -> list[BenchRow]:
-    """Measure ``models`` (default: every semantic model) and return one row each.
+    """Measure ``models`` (default: every model of ``task``) and return one row each.
 
     Args:
         latency: time the paper configuration on the CPU (threads as set by the caller).
@@ -136,7 +148,7 @@ def run_bench(
         on_row: called with each row as soon as it is complete (progress output).
     """
     rows = []
-    for name in list(models) if models is not None else list_models(task="semantic"):
+    for name in list(models) if models is not None else list_models(task=task):
         params, gflops = model_cost(name, num_classes=COST_CLASSES)
         row = BenchRow(model=name, params_M=params / 1e6, gflops=gflops)
         if latency:
@@ -145,12 +157,14 @@ def run_bench(
         if row.cpu_recipe is not None:
             recipe = load_recipe(row.cpu_recipe, overrides=overrides)
             with torch.device("meta"):
-                variant = create_model(name, num_classes=11, **model_kwargs(recipe))
+                variant = create_model(name, num_classes=CPU_CLASSES[model_spec(name).task], **model_kwargs(recipe))
             row.cpu_params_M = sum(p.numel() for p in variant.parameters()) / 1e6
             if train:
                 record = train_row(row.cpu_recipe, out_dir=Path(out_dir) / name, overrides=overrides,
                                    force=force, console=console, progress=progress)
-                row.train_s, row.miou, row.pixel_acc = record["seconds"], record["miou"], record["pixel_acc"]
+                row.train_s = record["seconds"]
+                for score in SCORES[model_spec(name).task]:
+                    setattr(row, score, record.get(score))
         rows.append(row)
         if on_row is not None:
             on_row(row)
@@ -158,5 +172,10 @@ def run_bench(
 
 
 def rows_as_dicts(rows: list[BenchRow]) -> list[dict[str, Any]]:
-    """Rows as plain dicts (for JSON / CSV / Markdown output)."""
-    return [asdict(row) for row in rows]
+    """Rows as plain dicts (for JSON / CSV / Markdown output), with the score columns of their task."""
+    other = {task: [s for t, scores in SCORES.items() if t != task for s in scores] for task in SCORES}
+    out = []
+    for row in rows:
+        task = model_spec(row.model).task if row.model in list_models() else "semantic"
+        out.append({k: v for k, v in asdict(row).items() if k not in other.get(task, [])})
+    return out

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from seglab.cli.common import markdown_table
+from seglab.formatting import markdown_table
 from seglab.errors import ConfigError, DataError, InputError
 from seglab.recipes import Recipe, list_recipes, load_recipe, recipe_path
 from seglab.registry import list_models, model_defaults, model_spec
@@ -298,6 +298,8 @@ def _pipeline(recipe: Recipe) -> str:
 
 
 def _loss_terms(model: str, recipe: Recipe) -> str:
+    if model_spec(model).loss_terms:  # the model's own terms (instance models), not the recipe's loss.name
+        return " + ".join(term.removeprefix("loss_") for term in model_spec(model).loss_terms)
     weights = {k: v for k, v in model_defaults(model).items() if k.endswith("_weight") and v is not None}
     weights.update({k: v for k, v in recipe.model.kwargs.items() if k.endswith("_weight")})
     if recipe.loss.aux_weight is not None:

@@ -196,7 +196,7 @@ def test_table_1_is_the_semantic_solvers(tables: dict[int, SurveyTable], survey:
 def test_table_5_is_the_instance_solvers(tables: dict[int, SurveyTable], survey: dict[str, Any]) -> None:
     _check_solver_table(tables[5], survey["instance"])
     mask_rcnn = next(line for line in tables[5].rows if line["recipe"] == "mask_rcnn_coco")
-    assert mask_rcnn["lr policy"] == "x0.1 at 120000 of 160000 iterations [1]"
+    assert mask_rcnn["lr policy"] == "x0.1 at 120000 of 160000 iterations, linear warm-up over 500 iterations [1]"
     assert mask_rcnn["batch"].startswith("16 \u2014 survey: 16 images per step")
 
 
@@ -223,9 +223,12 @@ def test_tables_6_and_7_mark_unregistered_instance_models(tables: dict[int, Surv
     assert t6["Mask R-CNN [20]"]["loss"].startswith("multi-task: log loss (class)")
     assert t6["SDS [127]"]["base network"] == "-"
     for line in tables[6].rows + tables[7].rows:
-        model = line["seglab"].split(":")[0]
+        model = re.split(r"[:, ]", line["seglab"])[0]
         if model not in list_models():
             assert line["seglab"] == f"{model}: not registered yet"
+    assert t6["Mask R-CNN [20]"]["seglab"] == (
+        "mask_rcnn_resnet50_fpn, backbone resnet50 (builder default); data: coco train, scale_jitter, hflip; "
+        "loss: rpn_objectness + rpn_box + cls + box_reg + mask (mask_rcnn_coco)")
 
 
 # -------------------------------------------------------------------- Tables 4 and 8 (results)

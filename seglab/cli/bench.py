@@ -1,4 +1,4 @@
-"""`seglab bench`: params, GFLOPs, CPU latency and the CamVid score of every semantic model."""
+"""`seglab bench`: params, GFLOPs, CPU latency and the score after a CPU budget of every model of a task."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from seglab.models.cost import COST_SIZE
 
 
 def bench(
-    models: list[str] = typer.Argument(None, help="model names (default: every semantic model)"),
+    models: list[str] = typer.Argument(None, help="model names (default: every model of --task)"),
+    task: str = typer.Option("semantic", help="semantic or instance: which models (and CPU recipes) to bench"),
     latency: bool = typer.Option(True, help="time one 360x480 forward of the paper configuration"),
-    train: bool = typer.Option(False, help="train each model's *_camvid_cpu recipe and score CamVid val"),
+    train: bool = typer.Option(False, help="train each model's CPU recipe (*_camvid_cpu, *_synthetic_cpu) and score val"),
     out: Path = typer.Option(Path("runs/bench"), "--out", "-o", help="where training runs and results go"),
     overrides: list[str] = typer.Option(None, "--set", help="override every training recipe: --set schedule.steps=50"),
     threads: int = typer.Option(2, help="CPU threads (torch.set_num_threads)"),
@@ -25,7 +26,8 @@ def bench(
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table, json, csv or markdown"),
     quiet: bool = typer.Option(False, help="no per-model progress lines or bars"),
 ) -> None:
-    """Compare the semantic models on one table; with --train, under one shared CPU budget on CamVid.
+    """Compare the models of a task on one table; with --train, semantic models train under one shared
+    CPU budget on CamVid and instance models their *_synthetic_cpu recipe.
 
     Training results are cached in OUT/<model>/bench.json and reused while the recipe is unchanged,
     so an interrupted bench continues where it stopped. The table is also written to OUT/bench.json
@@ -42,15 +44,19 @@ def bench(
             parts.append(f"{row.latency_s:.3f} s")
         if row.miou is not None:
             parts.append(f"CamVid mIoU {row.miou:.4f} ({row.train_s:.0f} s of training)")
+        if row.mask_ap is not None:
+            parts.append(f"synthetic mask AP {row.mask_ap:.4f} ({row.train_s:.0f} s of training)")
         err_console.print(f"[bold]{row.model}[/]: " + ", ".join(parts), highlight=False)
 
     rows = run_bench(models or None, latency=latency, train=train, out_dir=out, overrides=list(overrides or []),
-                     repeats=repeats, force=force, console=err_console, progress=not quiet, on_row=report)
+                     repeats=repeats, force=force, console=err_console, progress=not quiet, on_row=report,
+                     task=task)
     records = rows_as_dicts(rows)
     title = (f"seglab bench: 21 classes, GFLOPs and latency at {sizes}, batch 1, {threads} threads, "
              f"torch {torch.__version__}")
     if train:
-        title += f"; CamVid val after the {BUDGET_RECIPE} budget"
+        title += (f"; CamVid val after the {BUDGET_RECIPE} budget" if task == "semantic"
+                  else "; synthetic val after each *_synthetic_cpu recipe")
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(json_safe({"title": title, "rows": records}), indent=2) + "\n")
     (out / "bench.md").write_text(f"{title}\n\n" + markdown_table(records))

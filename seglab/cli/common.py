@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from enum import Enum
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from seglab.formatting import format_number, json_safe, markdown_table
+
+__all__ = ["OutputFormat", "console", "err_console", "json_safe", "markdown_table", "render_rows"]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -42,38 +45,9 @@ def render_rows(rows: list[dict[str, Any]], *, title: str, fmt: OutputFormat) ->
     for key in rows[0] if rows else []:
         table.add_column(key, justify="right" if isinstance(rows[0][key], (int, float)) else "left")
     for row in rows:
-        table.add_row(*(_cell(v) for v in row.values()))
+        table.add_row(*(format_number(v) for v in row.values()))
     console.print(table)
-
-
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """A GitHub Markdown table of ``rows`` (None shows as "-")."""
-    if not rows:
-        return ""
-    keys = list(rows[0])
-    lines = ["| " + " | ".join(keys) + " |", "|" + "|".join("---" for _ in keys) + "|"]
-    lines += ["| " + " | ".join("-" if row[k] is None else _cell(row[k]) for k in keys) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"  # scores vs counts
-    return str(value)
 
 
 def _jsonable(value: Any) -> Any:
     return str(value)
-
-
-def json_safe(value: Any) -> Any:
-    """Replace NaN by None recursively (JSON has no NaN)."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [json_safe(v) for v in value]
-    return value

@@ -3,55 +3,68 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from seglab.cli.common import OutputFormat, console, render_rows
 from seglab.data import build_dataset
+from seglab.engine.tasks import dataset_kwargs
 from seglab.engine.train import train as run_training
+from seglab.inference.instance_predictor import InstancePredictor
 from seglab.inference.predictor import Predictor
-from seglab.recipes import load_recipe
+from seglab.recipes import Recipe, load_recipe
 
-DEMO_RECIPE = "unet_synthetic_cpu"
+DEMO_RECIPES = {"semantic": "unet_synthetic_cpu", "instance": "mask_rcnn_synthetic_cpu"}
 
 
 def demo(
-    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="output directory"),
+    task: str = typer.Option("semantic", help="semantic (U-Net, ~1 min) or instance (Mask R-CNN, a few minutes)"),
+    out: Path = typer.Option(None, "--out", "-o", help="output directory (default runs/demo or runs/demo_instance)"),
     steps: int = typer.Option(None, help="training steps (default: the recipe's)"),
     device: str = typer.Option(None, help="cpu, cuda (default: cuda when available)"),
 ) -> None:
-    """Train a small U-Net on synthetic shapes (about a minute on 2 CPU cores), evaluate, write overlays."""
-    overrides = [f"schedule.steps={steps}"] if steps else []
-    recipe = load_recipe(DEMO_RECIPE, overrides=overrides)
-    console.print(f"[bold]seglab demo[/]: recipe {DEMO_RECIPE} ({recipe.description})", soft_wrap=True)
+    """Train a small model on synthetic shapes, evaluate it and write overlays of a few validation images."""
+    if task not in DEMO_RECIPES:
+        raise typer.BadParameter(f"--task must be one of {', '.join(DEMO_RECIPES)}, got {task!r}")
+    out = out or Path("runs/demo" if task == "semantic" else f"runs/demo_{task}")
+    name = DEMO_RECIPES[task]
+    recipe = load_recipe(name, overrides=[f"schedule.steps={steps}"] if steps else [])
+    console.print(f"[bold]seglab demo[/]: recipe {name} ({recipe.description})", soft_wrap=True)
     result = run_training(recipe, out_dir=out, device=device, console=console)
     metrics = result.metrics
-    render_rows(
-        [{"class": c, "iou": v} for c, v in zip(_classes(recipe), metrics["per_class_iou"])],
-        title="per-class IoU (val)",
-        fmt=OutputFormat.table,
-    )
-    # Overlays for a few validation images, written as PNG files first so predict reads real files.
-    samples = out / "val_images"
-    _write_val_images(recipe, samples, count=4)
-    predictor = Predictor(out / "final", device="cpu")
-    written = predictor.predict_files(samples, out / "overlays")
+    samples = out / "val_images"  # a few validation images as PNG files, so predict reads real files
+    _write_val_images(recipe, samples, task, count=4)
+    if task == "semantic":
+        render_rows([{"class": c, "iou": v} for c, v in zip(_classes(recipe, task), metrics["per_class_iou"])],
+                    title="per-class IoU (val)", fmt=OutputFormat.table)
+        written = [w.overlay for w in Predictor(out / "final", device="cpu").predict_files(samples, out / "overlays")]
+    else:
+        render_rows([{"class": c, "mask_ap": ap, "box_ap": metrics["per_class"]["bbox"].get(c)}
+                     for c, ap in metrics["per_class"]["segm"].items()], title="per-class AP (val)",
+                    fmt=OutputFormat.table)
+        predictor = InstancePredictor(out / "final", device="cpu")
+        written = [w.overlay for w in predictor.predict_files(samples, out / "overlays")]
     console.print(f"trained {result.steps} steps in {result.seconds:.0f} s")
-    console.print(f"mIoU {metrics['miou']:.4f}, pixel accuracy {metrics['pixel_acc']:.4f} on "
-                  f"{recipe.data.dataset}/{recipe.data.val_split}")
-    console.print(f"overlays: {out / 'overlays'} (e.g. {written[0].overlay})")
+    console.print(f"{result.summary} on {recipe.data.dataset}/{recipe.data.val_split}")
+    console.print(f"overlays: {out / 'overlays'} (e.g. {written[0]})")
     console.print(f"weights:  {out / 'final'}   next: seglab eval {out / 'final'}")
 
 
-def _classes(recipe) -> list[str]:  # noqa: ANN001
-    return list(build_dataset(recipe.data.dataset, split="val", **recipe.data.kwargs).classes)
+def _dataset(recipe: Recipe, task: str, split: str) -> Any:
+    return build_dataset(recipe.data.dataset, split=split, **dataset_kwargs(task, recipe.data.dataset,
+                                                                          recipe.data.kwargs))
 
 
-def _write_val_images(recipe, folder: Path, *, count: int) -> None:  # noqa: ANN001
+def _classes(recipe: Recipe, task: str) -> list[str]:
+    return list(_dataset(recipe, task, "val").classes)
+
+
+def _write_val_images(recipe: Recipe, folder: Path, task: str, *, count: int) -> None:
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
-    data = build_dataset(recipe.data.dataset, split=recipe.data.val_split, **recipe.data.kwargs)
+    data = _dataset(recipe, task, recipe.data.val_split)
     for i in range(min(count, len(data))):
         image, _ = data[i]
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"val_{i:03d}.png")

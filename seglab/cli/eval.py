@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -9,42 +10,57 @@ import torch
 import typer
 from torch.utils.data import DataLoader
 
-from seglab.cli.common import OutputFormat, console, json_safe, render_rows
-from seglab.data import FolderDataset, build_dataset, collate_semantic
-from seglab.inference.predictor import preprocessing
+from seglab.cli.common import OutputFormat, console, err_console, json_safe, render_rows
+from seglab.cli.data import OPTION_HELP, dataset_options
+from seglab.data import FolderDataset, build_dataset
 from seglab.engine.checkpoint import load_model
-from seglab.engine.evaluate import evaluate
 from seglab.engine.progress import progress_bar
+from seglab.engine.tasks import TASKS, dataset_kwargs
 from seglab.errors import ConfigError
+from seglab.inference.predictor import preprocessing
+from seglab.registry import model_spec
 
 
 def eval_checkpoint(
     checkpoint: Path = typer.Argument(..., help="directory written by `seglab train` (e.g. runs/x/final)"),
     dataset: str = typer.Option(None, help="dataset name (default: the one it was trained on)"),
     split: str = typer.Option("val", help="split to evaluate"),
-    images: Path = typer.Option(None, help="folder of images (with --masks) instead of a dataset"),
-    masks: Path = typer.Option(None, help="folder of index masks paired with --images by file name"),
+    images: Path = typer.Option(None, help="folder of images (with --masks) instead of a dataset (semantic)"),
+    masks: Path = typer.Option(None, help="folder of index masks paired with --images by file name (semantic)"),
+    options: list[str] = typer.Option(None, "--option", "-O", help=OPTION_HELP),
+    results: Path = typer.Option(Path("coco_results.json"), help="instance models: where to write the detections"),
     data_root: Path = typer.Option(None, help="data root (default: $SEGLAB_DATA or ../shared/data)"),
     device: str = typer.Option("cpu", help="cpu, cuda, ..."),
+    max_items: int = typer.Option(None, help="evaluate only the first N items"),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table, json or csv"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
-    """Evaluate a checkpoint: mIoU, pixel accuracy, mean accuracy, fwIoU, Dice and per-class IoU."""
+    """Evaluate a checkpoint: mIoU and per-class IoU (semantic), or COCO box and mask AP (instance)."""
     model, config = load_model(checkpoint, device=device)
-    data = _dataset(config, dataset=dataset, split=split, images=images, masks=masks, data_root=data_root)
+    task = TASKS[config.get("task") or model_spec(config["model"]).task]
+    data = _dataset(config, task.name, dataset=dataset, split=split, images=images, masks=masks, data_root=data_root,
+                    options=dataset_options(options))
     data.transforms = preprocessing(config)  # the input normalisation it was trained with (e.g. LCN), or None
-    loader = DataLoader(data, batch_size=1, collate_fn=collate_semantic)
+    subset = data if max_items is None else torch.utils.data.Subset(data, range(min(max_items, len(data))))
+    loader = DataLoader(subset, batch_size=1, collate_fn=task.collate)
     input_size = tuple(config["input_size"]) if config.get("input_size") else None
     with progress_bar(console, enabled=not quiet and fmt is OutputFormat.table) as bar:
-        task = bar.add_task(f"eval {len(data)} images", total=len(data))
-        metrics = evaluate(model, loader, num_classes=config["num_classes"], device=torch.device(device),
-                           input_size=input_size, progress=lambda n: bar.advance(task, n))
-    _render(metrics, config, data, fmt)
+        progress_task = bar.add_task(f"eval {len(subset)} images", total=len(subset))
+        metrics = task.evaluate(model, loader, dataset=data, device=torch.device(device), input_size=input_size,
+                                progress=lambda n: bar.advance(progress_task, n), keep_results=True)
+    if "results" in metrics:
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(json.dumps(metrics.pop("results")))
+        err_console.print(f"detections (COCO results format): {results}", highlight=False)
+    _RENDER[task.name](metrics, config, data, fmt, len(subset))
 
 
-def _dataset(config: dict[str, Any], *, dataset: str | None, split: str, images: Path | None, masks: Path | None,
-             data_root: Path | None) -> Any:
+def _dataset(config: dict[str, Any], task: str, *, dataset: str | None, split: str, images: Path | None,
+             masks: Path | None, data_root: Path | None, options: dict[str, Any]) -> Any:
     if images is not None or masks is not None:
+        if task != "semantic":
+            raise ConfigError("--images/--masks pair index masks for semantic models; for instance models pass a "
+                              "COCO JSON: --dataset coco -O json_file=annotations.json -O image_dir=images")
         if images is None or masks is None:
             raise ConfigError("--images and --masks go together (a folder of images and one of index masks)")
         label_map = {int(k): v for k, v in config["label_map"].items()} if config.get("label_map") else None
@@ -54,7 +70,7 @@ def _dataset(config: dict[str, Any], *, dataset: str | None, split: str, images:
     if not name:
         raise ConfigError("the checkpoint does not say which dataset it was trained on; pass --dataset")
     kwargs = (config.get("recipe") or {}).get("data", {}).get("kwargs", {}) if name == config.get("dataset") else {}
-    data = build_dataset(name, split=split, root=data_root, **kwargs)
+    data = build_dataset(name, split=split, root=data_root, **dataset_kwargs(task, name, {**kwargs, **options}))
     if data.num_classes != config["num_classes"]:
         raise ConfigError(
             f"{name} has {data.num_classes} classes but the checkpoint predicts {config['num_classes']}"
@@ -62,17 +78,37 @@ def _dataset(config: dict[str, Any], *, dataset: str | None, split: str, images:
     return data
 
 
-def _render(metrics: dict[str, Any], config: dict[str, Any], data: Any, fmt: OutputFormat) -> None:
+def _render_semantic(metrics: dict[str, Any], config: dict[str, Any], data: Any, fmt: OutputFormat,
+                     count: int) -> None:
     classes = list(config.get("classes") or data.classes)
     if fmt is OutputFormat.json:
-        import json
-
-        print(json.dumps(json_safe({**metrics, "classes": classes, "images": len(data)}), indent=2))
+        print(json.dumps(json_safe({**metrics, "classes": classes, "images": count}), indent=2))
         return
     summary = {k: metrics[k] for k in ("miou", "pixel_acc", "mean_acc", "fwiou", "dice")}
     per_class = [{"class": c, "iou": iou} for c, iou in zip(classes, metrics["per_class_iou"])]
     if fmt is OutputFormat.csv:
         render_rows([{"class": "(all)", "iou": summary["miou"]}, *per_class], title="", fmt=fmt)
         return
-    render_rows([summary], title=f"{config['model']} on {len(data)} images", fmt=fmt)
+    render_rows([summary], title=f"{config['model']} on {count} images", fmt=fmt)
     render_rows(per_class, title="per-class IoU", fmt=fmt)
+
+
+def _render_instance(metrics: dict[str, Any], config: dict[str, Any], data: Any, fmt: OutputFormat,
+                     count: int) -> None:
+    if fmt is OutputFormat.json:
+        print(json.dumps(json_safe({**metrics, "images": count}), indent=2))
+        return
+    keys = ("ap", "ap50", "ap75", "aps", "apm", "apl", "ar100")
+    summary = [{"type": t, **{k: metrics[f"{t}_{k}"] for k in keys}} for t in ("segm", "bbox")]
+    per_class = [{"class": name, "mask_ap": ap, "box_ap": metrics["per_class"]["bbox"].get(name)}
+                 for name, ap in metrics["per_class"]["segm"].items()]
+    if fmt is OutputFormat.csv:
+        render_rows(summary, title="", fmt=fmt)
+        return
+    render_rows(summary, title=f"{config['model']} on {count} images: COCO AP (IoU .50:.95), AP50, AP75, "
+                               "small / medium / large, AR@100", fmt=fmt)
+    render_rows(per_class, title="per-class AP", fmt=fmt)
+    console.print(metrics["table"], highlight=False)
+
+
+_RENDER = {"semantic": _render_semantic, "instance": _render_instance}

@@ -1,4 +1,5 @@
-"""`seglab predict`: label maps and colour overlays for an image or a folder."""
+"""`seglab predict`: label maps and colour overlays (semantic), or outlined instances and a COCO results
+file (instance), for an image or a folder."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from pathlib import Path
 import typer
 
 from seglab.cli.common import console
+from seglab.engine.checkpoint import read_config
+from seglab.inference.instance_predictor import InstancePredictor
 from seglab.inference.predictor import Predictor
+from seglab.registry import model_spec
 
 
 def predict(
@@ -15,8 +19,17 @@ def predict(
     source: Path = typer.Argument(..., help="an image file or a folder of images"),
     out: Path = typer.Option(Path("predictions"), "--out", "-o", help="output folder"),
     device: str = typer.Option("cpu", help="cpu, cuda, ..."),
+    score_threshold: float = typer.Option(0.5, help="instance models: lowest score drawn (results keep all)"),
 ) -> None:
-    """Write <name>.png (pixel value = class id) and <name>_overlay.png for every input image."""
-    predictor = Predictor(checkpoint, device=device)
-    written = predictor.predict_files(source, out)
+    """Semantic: <name>.png (pixel value = class id) and <name>_overlay.png per image. Instance:
+    <name>_overlay.png (each instance outlined in its colour, box, class and score) and results.json."""
+    config = read_config(checkpoint)
+    task = config.get("task") or model_spec(config["model"]).task
+    if task == "instance":
+        written = InstancePredictor(checkpoint, device=device, score_threshold=score_threshold).predict_files(source, out)
+        count = sum(w.detections for w in written)
+        console.print(f"wrote {len(written)} overlays and {count} detections ({written[0].results.name}) to {out}"
+                      if written else f"no images found in {source}")
+        return
+    written = Predictor(checkpoint, device=device).predict_files(source, out)
     console.print(f"wrote {len(written)} label maps and overlays to {out}")

@@ -43,7 +43,7 @@ def train(
     if os.environ.get("RANK", "0") != "0":
         return
     line = f"done: {result.steps} steps in {result.seconds:.0f} s"
-    if result.metrics:
-        line += f", val mIoU {result.metrics['miou']:.4f}, pixel acc {result.metrics['pixel_acc']:.4f}"
+    if result.summary:
+        line += f", {result.summary}"
     console.print(line)
     console.print(f"weights: {out / 'final'} (best: {out / 'best'})")

@@ -123,6 +123,28 @@ def _to_tuple(value: Any) -> Any:
     return tuple(_to_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
+def tensors_to_lists(value: Any) -> Any:
+    """Replace tensors by {"tensor": values, "dtype": name}, recursively (to gather RNG states as plain objects)."""
+    if isinstance(value, torch.Tensor):
+        return {"tensor": value.tolist(), "dtype": str(value.dtype).removeprefix("torch.")}
+    if isinstance(value, dict):
+        return {k: tensors_to_lists(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(tensors_to_lists(v) for v in value)
+    return value
+
+
+def lists_to_tensors(value: Any) -> Any:
+    """Inverse of ``tensors_to_lists``."""
+    if isinstance(value, dict) and set(value) == {"tensor", "dtype"}:
+        return torch.tensor(value["tensor"], dtype=getattr(torch, value["dtype"]))
+    if isinstance(value, dict):
+        return {k: lists_to_tensors(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(lists_to_tensors(v) for v in value)
+    return value
+
+
 def save_training_state(path: str | Path, state: dict[str, Any]) -> None:
     """Atomically save a dict of state_dicts, counters and RNG states."""
     _atomic_write(Path(path), lambda p: torch.save(state, p))

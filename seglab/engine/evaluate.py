@@ -1,8 +1,9 @@
-"""Evaluation of a semantic model on a loader: confusion-matrix metrics, reduced over processes."""
+"""Evaluation on a loader: confusion-matrix metrics (semantic), COCO AP (instance), reduced over processes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -51,3 +52,45 @@ def evaluate(
     confusion.all_reduce()
     model.train(was_training)
     return confusion.compute()
+
+
+@torch.no_grad()
+def evaluate_instances(
+    model: nn.Module,
+    loader: Iterable[tuple[list[Tensor], list[Any]]],
+    *,
+    classes: Sequence[str],
+    category_ids: Sequence[int] | None = None,
+    device: torch.device,
+    progress: Callable[[int], None] | None = None,
+    keep_results: bool = False,
+) -> dict[str, Any]:
+    """COCO box and mask AP of an instance model over ``loader`` (see ``seglab.metrics.coco.CocoEvaluator``).
+
+    Images are numbered by their dataset index (the loader's ``Subset`` indices under DDP), so ranks
+    never share an id; results are gathered on every rank before computing. The model is put in
+    eval mode and restored to its previous mode afterwards.
+
+    Returns:
+        the evaluator's metrics (``segm_ap``, ``bbox_ap``, ...); with ``keep_results`` also
+        ``results``: every detection in COCO results format (the dataset's category ids).
+    """
+    from seglab.metrics.coco import CocoEvaluator
+
+    was_training = model.training
+    model.eval()
+    evaluator = CocoEvaluator(classes=classes, category_ids=category_ids)
+    indices = list(getattr(getattr(loader, "dataset", None), "indices", []) or [])
+    seen = 0
+    for images, targets in loader:
+        images = [image.to(device) for image in images]
+        predictions = [p.to("cpu") for p in model(images)]
+        ids = [indices[seen + k] if indices else seen + k for k in range(len(images))]
+        evaluator.update(predictions, [t.to("cpu") for t in targets], image_ids=ids)
+        seen += len(images)
+        if progress is not None:
+            progress(len(images))
+    evaluator.gather()
+    model.train(was_training)
+    metrics = evaluator.compute()
+    return {**metrics, "results": evaluator.results()} if keep_results else metrics

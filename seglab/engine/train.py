@@ -18,25 +18,28 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
-from seglab.data import build_dataset, collate_semantic, eval_transforms, train_transforms
+from seglab.data import build_dataset
 from seglab.engine.checkpoint import (
     STATE_FILE,
     capture_rng,
+    lists_to_tensors,
     load_training_state,
     restore_rng,
     save_training_state,
     save_weights,
+    tensors_to_lists,
     unwrap,
 )
 from seglab.engine.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
-from seglab.engine.evaluate import evaluate
 from seglab.engine.logging import MetricsLogger
 from seglab.engine.optim import build_optimizer, build_scheduler, resolve_schedule
 from seglab.engine.progress import progress_bar
 from seglab.engine.sampling import ResumableSampler, SeededTransforms
+from seglab.engine.tasks import dataset_kwargs, task_of
 from seglab.errors import ConfigError, TrainingError
+from seglab.formatting import json_safe
 from seglab.recipes import Recipe, model_kwargs
-from seglab.registry import create_model, model_spec
+from seglab.registry import create_model
 
 
 @dataclass
@@ -47,16 +50,41 @@ class TrainResult:
     steps: int
     metrics: dict[str, Any]  # final validation metrics (empty without a val split)
     seconds: float
+    summary: str = ""  # the final metrics in one line ("val mIoU 0.8123, ..."), from the task adapter
 
 
-def build_train_loader(recipe: Recipe, info: DistInfo) -> tuple[DataLoader, SeededTransforms, ResumableSampler]:
+@dataclass
+class _Run:
+    """Everything the loop needs, built once from the recipe (see ``_build``)."""
+
+    recipe: Recipe
+    task: Any  # the adapter of seglab.engine.tasks
+    info: DistInfo
+    loader: DataLoader
+    seeded: SeededTransforms
+    sampler: ResumableSampler
+    val_loader: DataLoader | None
+    model: nn.Module
+    ddp_model: nn.Module
+    optimizer: Any
+    scheduler: Any
+    scaler: Any
+    amp: bool
+    steps: int  # the schedule's length in iterations
+
+    @property
+    def dataset(self) -> Any:
+        return self.seeded.dataset
+
+
+def build_train_loader(
+    recipe: Recipe, info: DistInfo, task: Any = None
+) -> tuple[DataLoader, SeededTransforms, ResumableSampler]:
     """Loader over the training split with seeded augmentation and a resumable sampler."""
+    task = task or task_of(recipe.model.name)
     d = recipe.data
-    dataset = build_dataset(d.dataset, split=d.train_split, root=d.root, **d.kwargs)
-    transforms = train_transforms(
-        base_size=d.resize, crop_size=d.crop_size, scale_range=d.scale_range, hflip=d.hflip, augment=d.augment
-    )
-    seeded = SeededTransforms(dataset, transforms, seed=recipe.train.seed)
+    dataset = build_dataset(d.dataset, split=d.train_split, root=d.root, **dataset_kwargs(task.name, d.dataset, d.kwargs))
+    seeded = SeededTransforms(dataset, task.train_transforms(d), seed=recipe.train.seed)
     if len(seeded) < d.batch_size * info.world_size:
         raise ConfigError(
             f"data.batch_size={d.batch_size} x {info.world_size} process(es) exceeds the "
@@ -68,7 +96,7 @@ def build_train_loader(recipe: Recipe, info: DistInfo) -> tuple[DataLoader, Seed
     )
     loader = DataLoader(
         seeded, batch_size=d.batch_size, sampler=sampler, num_workers=d.workers,
-        collate_fn=collate_semantic, drop_last=True, pin_memory=info.device.type == "cuda",
+        collate_fn=task.collate, drop_last=True, pin_memory=info.device.type == "cuda",
         # Its own generator: creating an iterator must not draw from the global RNG, or a run
         # resumed mid-epoch would see different dropout masks than an uninterrupted one.
         generator=torch.Generator().manual_seed(recipe.train.seed),
@@ -76,14 +104,16 @@ def build_train_loader(recipe: Recipe, info: DistInfo) -> tuple[DataLoader, Seed
     return loader, seeded, sampler
 
 
-def build_eval_loader(recipe: Recipe, info: DistInfo, split: str) -> DataLoader:
+def build_eval_loader(recipe: Recipe, info: DistInfo, split: str, task: Any = None) -> DataLoader:
     """Loader over an evaluation split at the original label resolution, sharded over processes."""
+    task = task or task_of(recipe.model.name)
     d = recipe.data
     # Input normalisation among the augmentations (SegNet's LCN) applies at evaluation too.
-    dataset = build_dataset(d.dataset, split=split, root=d.root, transforms=eval_transforms(augment=d.augment),
-                            **d.kwargs)
-    shard = Subset(dataset, range(info.rank, len(dataset), info.world_size))
-    return DataLoader(shard, batch_size=recipe.eval.batch_size, num_workers=d.workers, collate_fn=collate_semantic,
+    dataset = build_dataset(d.dataset, split=split, root=d.root, transforms=task.eval_transforms(d),
+                            **dataset_kwargs(task.name, d.dataset, d.kwargs))
+    count = len(dataset) if recipe.eval.max_items is None else min(len(dataset), recipe.eval.max_items)
+    shard = Subset(dataset, range(info.rank, count, info.world_size))
+    return DataLoader(shard, batch_size=recipe.eval.batch_size, num_workers=d.workers, collate_fn=task.collate,
                       generator=torch.Generator())  # evaluating must not draw from the global RNG either
 
 
@@ -111,92 +141,108 @@ def train(
         max_steps: stop after this many steps (the schedule still spans ``schedule.steps``); for
             smoke tests and for simulating an interruption.
     """
-    model_spec(recipe.model.name)  # an unknown model fails here, before any data is read
+    task = task_of(recipe.model.name)  # an unknown model fails here, before any data is read
     info = init_distributed(device)
     console = console or Console()
     out_dir = Path(out_dir)
     start_time = time.perf_counter()
     torch.manual_seed(recipe.train.seed)  # the same initial weights on every rank
-
-    loader, seeded, sampler = build_train_loader(recipe, info)
-    base = seeded.dataset
-    val_split = recipe.eval.split or recipe.data.val_split
-    val_loader = build_eval_loader(recipe, info, val_split) if val_split else None
-    model = build_model(recipe, base.num_classes).to(info.device)
-    optimizer = build_optimizer(recipe.optim, model)
-    schedule = resolve_schedule(recipe.schedule, len(loader))  # epochs and schedule.scale -> iterations
-    scheduler = build_scheduler(schedule, optimizer)
-    amp = recipe.train.amp and info.device.type == "cuda"
-    scaler = torch.amp.GradScaler(info.device.type, enabled=amp)
-    ddp_model: nn.Module = DistributedDataParallel(model) if info.distributed else model
-
-    step, best = 0, -1.0
-    if resume:
-        state = load_training_state(out_dir / STATE_FILE)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        step, best = state["step"], state["best"]
-        restore_rng(state["rng"][info.rank] if info.rank < len(state["rng"]) else state["rng"][0])
-    total = schedule.steps if max_steps is None else min(max_steps, schedule.steps)
-    sampler.set_epoch(0)
-    per_epoch = len(loader)  # batches per rank and epoch (drop_last)
-    config = _weights_config(recipe, base)
+    run = _build(recipe, task, info)
+    step, best = _restore(run, out_dir) if resume else (0, -1.0)
+    total = run.steps if max_steps is None else min(max_steps, run.steps)
     logger = MetricsLogger(out_dir, enabled=info.is_main, append=resume)
     if info.is_main:
         console.print(
             f"[bold]train[/] {recipe.model.name} on {recipe.data.dataset}/{recipe.data.train_split} "
-            f"({len(seeded)} images, {per_epoch} steps/epoch) for {total} steps on {info.device}"
+            f"({len(run.seeded)} images, {len(run.loader)} steps/epoch) for {total} steps on {info.device}"
             + (f" x {info.world_size} processes" if info.distributed else "")
             + (f", resuming at step {step}" if resume else ""),
             soft_wrap=True,  # one line in logs, however narrow the terminal
         )
-
-    ddp_model.train()
-    metrics: dict[str, Any] = {}
     with progress_bar(console, enabled=progress and info.is_main) as bar:
-        task = bar.add_task("training", total=total, completed=step)
-        while step < total:
-            epoch, in_epoch = divmod(step, per_epoch)
-            sampler.set_epoch(epoch, skip_batches=in_epoch)
-            seeded.epoch = epoch
-            for images, targets in loader:
-                losses = _optimizer_step(ddp_model, model, images, targets, optimizer, scheduler, scaler,
-                                         recipe=recipe, device=info.device, amp=amp, step=step)
-                step += 1
-                loss = sum(losses.values())
-                bar.update(task, completed=step, description=f"training loss {loss:.4f}")
-                if step % recipe.train.log_every == 0 or step == total:
-                    logger.log("train", step, {"loss": loss, **losses, "lr": scheduler.get_last_lr()[0]})
-                eval_due = recipe.train.eval_every is not None and step % recipe.train.eval_every == 0
-                if val_loader is not None and (eval_due or step == total):
-                    metrics = evaluate(model, val_loader, num_classes=base.num_classes, device=info.device,
-                                       input_size=recipe.data.resize)
-                    logger.log("val", step, _scalars(metrics))
-                    if info.is_main and metrics["miou"] > best:
-                        best = metrics["miou"]
-                        save_weights(model, out_dir / "best", {**config, "step": step, "metrics": metrics})
-                if step % recipe.train.checkpoint_every == 0 or step == total:
-                    _checkpoint(out_dir, info, model, optimizer, scheduler, scaler, step, best)
-                if step >= total:
-                    break
-
+        step, metrics = _loop(run, out_dir, logger, bar, step=step, best=best, total=total)
     if info.is_main:
-        save_weights(model, out_dir / "final", {**config, "step": step, "metrics": metrics})
+        save_weights(run.model, out_dir / "final", {**_weights_config(recipe, run.dataset, run.model), "step": step,
+                                                    "metrics": _recorded(metrics)})
     logger.close()
     barrier()
     shutdown_distributed()
-    return TrainResult(out_dir=out_dir, steps=step, metrics=metrics, seconds=time.perf_counter() - start_time)
+    return TrainResult(out_dir=out_dir, steps=step, metrics=metrics, seconds=time.perf_counter() - start_time,
+                       summary=task.summary(metrics) if metrics else "")
+
+
+def _build(recipe: Recipe, task: Any, info: DistInfo) -> _Run:
+    """Loaders, model, optimiser, schedule and scaler, in the order that fixes the random init."""
+    loader, seeded, sampler = build_train_loader(recipe, info, task)
+    val_split = recipe.eval.split or recipe.data.val_split
+    val_loader = build_eval_loader(recipe, info, val_split, task) if val_split else None
+    model = build_model(recipe, seeded.dataset.num_classes).to(info.device)
+    optimizer = build_optimizer(recipe.optim, model)
+    schedule = resolve_schedule(recipe.schedule, len(loader))  # epochs and schedule.scale -> iterations
+    amp = recipe.train.amp and info.device.type == "cuda"
+    return _Run(
+        recipe=recipe, task=task, info=info, loader=loader, seeded=seeded, sampler=sampler, val_loader=val_loader,
+        model=model, ddp_model=DistributedDataParallel(model) if info.distributed else model, optimizer=optimizer,
+        scheduler=build_scheduler(schedule, optimizer), scaler=torch.amp.GradScaler(info.device.type, enabled=amp),
+        amp=amp, steps=schedule.steps,
+    )
+
+
+def _restore(run: _Run, out_dir: Path) -> tuple[int, float]:
+    """Load ``last.pt`` into the run; returns (step, best metric so far)."""
+    state = load_training_state(out_dir / STATE_FILE)
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.scaler.load_state_dict(state["scaler"])
+    rank = run.info.rank
+    restore_rng(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
+    return state["step"], state["best"]
+
+
+def _loop(run: _Run, out_dir: Path, logger: MetricsLogger, bar: Any, *, step: int, best: float,
+          total: int) -> tuple[int, dict[str, Any]]:
+    """Steps until ``total``: optimise, log, evaluate (keeping ``best/``), checkpoint. Returns (step, metrics)."""
+    recipe, info = run.recipe, run.info
+    config = _weights_config(recipe, run.dataset, run.model)
+    per_epoch = len(run.loader)  # batches per rank and epoch (drop_last)
+    run.sampler.set_epoch(0)
+    run.ddp_model.train()
+    metrics: dict[str, Any] = {}
+    progress_task = bar.add_task("training", total=total, completed=step)
+    while step < total:
+        epoch, in_epoch = divmod(step, per_epoch)
+        run.sampler.set_epoch(epoch, skip_batches=in_epoch)
+        run.seeded.epoch = epoch
+        for images, targets in run.loader:
+            images, targets = run.task.to_device(images, targets, info.device)
+            losses = _optimizer_step(run.ddp_model, run.model, images, targets, run.optimizer, run.scheduler,
+                                     run.scaler, recipe=recipe, device=info.device, amp=run.amp, step=step)
+            step += 1
+            loss = sum(losses.values())
+            bar.update(progress_task, completed=step, description=f"training loss {loss:.4f}")
+            if step % recipe.train.log_every == 0 or step == total:
+                logger.log("train", step, {"loss": loss, **losses, "lr": run.scheduler.get_last_lr()[0]})
+            eval_due = recipe.train.eval_every is not None and step % recipe.train.eval_every == 0
+            if run.val_loader is not None and (eval_due or step == total):
+                metrics = run.task.evaluate(run.model, run.val_loader, dataset=run.dataset, device=info.device,
+                                            input_size=recipe.data.resize)
+                logger.log("val", step, _scalars(metrics))
+                if info.is_main and metrics[run.task.best_metric] > best:
+                    best = metrics[run.task.best_metric]
+                    save_weights(run.model, out_dir / "best", {**config, "step": step, "metrics": _recorded(metrics)})
+            if step % recipe.train.checkpoint_every == 0 or step == total:
+                _checkpoint(out_dir, info, run.model, run.optimizer, run.scheduler, run.scaler, step, best)
+            if step >= total:
+                break
+    return step, metrics
 
 
 def _optimizer_step(
-    ddp_model: nn.Module, model: nn.Module, images: torch.Tensor, targets: torch.Tensor, optimizer: Any,
+    ddp_model: nn.Module, model: nn.Module, images: Any, targets: Any, optimizer: Any,
     scheduler: Any, scaler: Any, *, recipe: Recipe, device: torch.device, amp: bool, step: int,
 ) -> dict[str, float]:
     """Forward under autocast, stop on a non-finite loss, backward, clip, step; returns the loss terms."""
-    images = images.to(device, non_blocking=True)
-    targets = targets.to(device, non_blocking=True)
     with torch.autocast(device.type, enabled=amp):
         losses = ddp_model(images, targets)
     loss = sum(losses.values())
@@ -224,8 +270,8 @@ def _checkpoint(out_dir: Path, info: DistInfo, model: nn.Module, optimizer: Any,
     if info.distributed:
         # Gathered as plain lists: all_gather_object's unpickling of tensors fails in torch 2.14.
         gathered: list[Any] = [None] * info.world_size
-        torch.distributed.all_gather_object(gathered, _tensors_to_lists(rng[0]))
-        rng = [_lists_to_tensors(state) for state in gathered]
+        torch.distributed.all_gather_object(gathered, tensors_to_lists(rng[0]))
+        rng = [lists_to_tensors(state) for state in gathered]
     if info.is_main:
         save_training_state(out_dir / STATE_FILE, {
             "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
@@ -235,42 +281,37 @@ def _checkpoint(out_dir: Path, info: DistInfo, model: nn.Module, optimizer: Any,
     barrier()
 
 
-def _tensors_to_lists(value: Any) -> Any:
-    """Replace tensors by {"tensor": values, "dtype": name}, recursively."""
-    if isinstance(value, torch.Tensor):
-        return {"tensor": value.tolist(), "dtype": str(value.dtype).removeprefix("torch.")}
-    if isinstance(value, dict):
-        return {k: _tensors_to_lists(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_tensors_to_lists(v) for v in value)
-    return value
+WEIGHT_FILE_KWARGS = ("pretrained", "pretrained_backbone")  # builder arguments that only name weight files
 
 
-def _lists_to_tensors(value: Any) -> Any:
-    """Inverse of _tensors_to_lists."""
-    if isinstance(value, dict) and set(value) == {"tensor", "dtype"}:
-        return torch.tensor(value["tensor"], dtype=getattr(torch, value["dtype"]))
-    if isinstance(value, dict):
-        return {k: _lists_to_tensors(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_lists_to_tensors(v) for v in value)
-    return value
+def _weights_config(recipe: Recipe, dataset: Any, model: nn.Module) -> dict[str, Any]:
+    """What config.json records beside the weights: enough to rebuild, predict and colour.
 
-
-def _weights_config(recipe: Recipe, dataset: Any) -> dict[str, Any]:
-    """What config.json records beside the weights: enough to rebuild, predict and colour."""
+    The builder arguments omit the weight files the run started from (the checkpoint holds every
+    weight, and the files may be gone) and add what those files decided about the architecture
+    (``model.rebuild_kwargs``, e.g. Mask R-CNN's frozen batch norm).
+    """
+    kwargs = {k: v for k, v in model_kwargs(recipe).items() if k not in WEIGHT_FILE_KWARGS}
     return {
         "model": recipe.model.name,
         "num_classes": dataset.num_classes,
-        "model_kwargs": model_kwargs(recipe),
+        "model_kwargs": {**kwargs, **getattr(unwrap(model), "rebuild_kwargs", {})},
         "classes": list(dataset.classes),
         "palette": [list(c) for c in dataset.palette],
         # raw label value -> class id, so `seglab eval --images --masks` reads files of this encoding
         "label_map": {str(k): v for k, v in dataset.label_map.items()} if dataset.label_map else None,
         "dataset": recipe.data.dataset,
+        "task": task_of(recipe.model.name).name,
+        # contiguous label -> the dataset's category id (COCO's 1..90), so results map back
+        "category_ids": list(dataset.category_ids) if getattr(dataset, "category_ids", None) is not None else None,
         "input_size": list(recipe.data.resize) if recipe.data.resize else None,
         "recipe": recipe.model_dump(mode="json"),
     }
+
+
+def _recorded(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The metrics config.json keeps: JSON-safe, without bulky entries such as detections."""
+    return json_safe({k: v for k, v in metrics.items() if k != "results"})
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:

@@ -163,6 +163,7 @@ class EvalConfig(_Strict):
 
     split: str | None = None  # default: data.val_split
     batch_size: int = Field(1, ge=1)
+    max_items: int | None = Field(None, ge=1)  # evaluate the first N items of the split only (None: all)
 
 
 # Columns of survey Tables 1 and 5 (shared/survey/tables.yaml keys) a recipe is checked against.

@@ -35,7 +35,8 @@ def test_batch_larger_than_the_dataset_is_a_config_error(tiny_recipe_file: Path,
 
 def test_unknown_model_fails_before_the_data_is_read(tiny_recipe_file: Path, tmp_path: Path) -> None:
     # The dataset does not exist either: the model is checked first, so that is what the user hears.
-    recipe = load_recipe(tiny_recipe_file, overrides=["model.name=mask_rcnn_resnet50_fpn", "data.dataset=coco",
+    recipe = load_recipe(tiny_recipe_file, overrides=["model.name=mask_rcnn_resnet5O_fpn", "data.dataset=coco",
                                                       f"data.root={tmp_path / 'nowhere'}"])
-    with pytest.raises(ConfigError, match="unknown model 'mask_rcnn_resnet50_fpn'"):
+    expected = "unknown model 'mask_rcnn_resnet5O_fpn'.*did you mean 'mask_rcnn_resnet50_fpn'"
+    with pytest.raises(ConfigError, match=expected):
         train_module.train(recipe, out_dir=tmp_path / "run", progress=False)

@@ -1,0 +1,121 @@
+"""What differs between tasks, in one small adapter each: data, device transfer, evaluation, best metric.
+
+The training loop, ``seglab eval``, ``seglab predict`` and ``seglab bench`` ask the adapter of the
+model's task (``model_spec(name).task``, a plain dict lookup) and never branch on the task
+themselves. Adding a task means adding an adapter here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from seglab.data import collate_instance, collate_semantic, eval_transforms, train_transforms
+from seglab.data.datasets import dataset_tasks
+from seglab.errors import ConfigError
+from seglab.registry import model_spec
+
+Progress = Callable[[int], None] | None
+
+
+@dataclass(frozen=True)
+class _Task:
+    """What every task shares: the recipe's augmentation chain, and evaluation at the labels' resolution."""
+
+    name: str
+    best_metric: str  # the metric (higher is better) that selects the best/ checkpoint
+
+    def train_transforms(self, data: Any) -> Callable[..., Any]:
+        return train_transforms(base_size=data.resize, crop_size=data.crop_size, scale_range=data.scale_range,
+                                hflip=data.hflip, augment=data.augment, task=self.name)
+
+    def eval_transforms(self, data: Any) -> Callable[..., Any]:
+        # Labels stay at their own resolution: semantic models see inputs resized in evaluate(), instance
+        # models resize inside and map boxes and masks back to the input. Only input normalisation applies.
+        return eval_transforms(augment=data.augment)
+
+
+@dataclass(frozen=True)
+class SemanticTask(_Task):
+    """Per-pixel classes: stacked batches, confusion-matrix metrics, best checkpoint by mIoU."""
+
+    name: str = "semantic"
+    best_metric: str = "miou"
+
+    def collate(self, batch: list[Any]) -> tuple[Tensor, Tensor]:
+        return collate_semantic(batch)
+
+    def to_device(self, images: Any, targets: Any, device: torch.device) -> tuple[Any, Any]:
+        return images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+
+    def evaluate(self, model: nn.Module, loader: Iterable[Any], *, dataset: Any, device: torch.device,
+                 input_size: tuple[int, int] | None = None, progress: Progress = None,
+                 keep_results: bool = False) -> dict[str, Any]:
+        from seglab.engine.evaluate import evaluate
+
+        return evaluate(model, loader, num_classes=dataset.num_classes, device=device, input_size=input_size,
+                        progress=progress)
+
+    def summary(self, metrics: dict[str, Any]) -> str:
+        return f"val mIoU {metrics['miou']:.4f}, pixel acc {metrics['pixel_acc']:.4f}"
+
+
+@dataclass(frozen=True)
+class InstanceTask(_Task):
+    """Instances: lists of images and InstanceTargets, COCO box and mask AP, best checkpoint by mask AP."""
+
+    name: str = "instance"
+    best_metric: str = "segm_ap"
+
+    def collate(self, batch: list[Any]) -> tuple[list[Tensor], list[Any]]:
+        return collate_instance(batch)
+
+    def to_device(self, images: Any, targets: Any, device: torch.device) -> tuple[Any, Any]:
+        return [image.to(device, non_blocking=True) for image in images], [t.to(device) for t in targets]
+
+    def evaluate(self, model: nn.Module, loader: Iterable[Any], *, dataset: Any, device: torch.device,
+                 input_size: tuple[int, int] | None = None, progress: Progress = None,
+                 keep_results: bool = False) -> dict[str, Any]:
+        """COCO AP; ``keep_results`` adds every detection ("results", COCO results format)."""
+        from seglab.engine.evaluate import evaluate_instances
+
+        return evaluate_instances(model, loader, classes=dataset.classes,
+                                  category_ids=getattr(dataset, "category_ids", None), device=device,
+                                  progress=progress, keep_results=keep_results)
+
+    def summary(self, metrics: dict[str, Any]) -> str:
+        return f"val mask AP {metrics['segm_ap']:.4f}, box AP {metrics['bbox_ap']:.4f}"
+
+
+TASKS: dict[str, SemanticTask | InstanceTask] = {"semantic": SemanticTask(), "instance": InstanceTask()}
+
+
+def task_of(model: str) -> SemanticTask | InstanceTask:
+    """The adapter of a registered model's task."""
+    task = model_spec(model).task
+    if task not in TASKS:
+        raise ConfigError(f"{model} is a {task} model; seglab's engine does not train or evaluate {task} models yet")
+    return TASKS[task]
+
+
+def dataset_kwargs(task: str, dataset: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The dataset options a task needs: ``task=`` for datasets with several views (COCO, Cityscapes, synthetic).
+
+    Raises:
+        ConfigError: the dataset has no view for this task (names the datasets that have one).
+    """
+    supported = dataset_tasks(dataset)
+    if task not in supported:
+        from seglab.data import list_datasets
+
+        able = [name for name in list_datasets() if task in dataset_tasks(name)]
+        raise ConfigError(f"dataset {dataset!r} has no {task} annotations; {task} models train on "
+                          f"{', '.join(able)}")
+    if len(supported) > 1 and "task" not in kwargs:
+        return {**kwargs, "task": task}
+    return dict(kwargs)
+

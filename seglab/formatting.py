@@ -1,0 +1,36 @@
+"""Plain-text renderings shared by the library and the CLI: Markdown tables, JSON-safe values, numbers."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def format_number(value: Any) -> str:
+    """A table cell: floats with 4 decimals below 10 (scores), 2 above (counts, seconds); NaN as "nan"."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
+    return str(value)
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """A GitHub Markdown table of ``rows`` (None shows as "-")."""
+    if not rows:
+        return ""
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "|".join("---" for _ in keys) + "|"]
+    lines += ["| " + " | ".join("-" if row[k] is None else format_number(row[k]) for k in keys) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def json_safe(value: Any) -> Any:
+    """Replace NaN by None recursively (JSON has no NaN)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
