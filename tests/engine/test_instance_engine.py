@@ -72,8 +72,9 @@ def test_resume_gives_identical_weights(recipe_file: Path, tmp_path: Path) -> No
 
 def test_eval_prints_the_coco_table_and_writes_results(trained: Path, tmp_path: Path) -> None:
     results = tmp_path / "dets.json"
-    out = seglab_cli("eval", str(trained / "final"), "--max-items", "3", "--results", str(results), "--quiet")
-    assert out.returncode == 0, out.stderr
+    out = CliRunner().invoke(app, ["eval", str(trained / "final"), "--max-items", "3", "--results", str(results),
+                                   "--quiet"])
+    assert out.exit_code == 0, out.output
     assert "Average Precision" in out.stdout and "per-class AP" in out.stdout and "segm" in out.stdout
     detections = json.loads(results.read_text())
     assert isinstance(detections, list) and all({"image_id", "category_id", "bbox", "score"} <= set(d)
@@ -91,9 +92,9 @@ def test_predict_writes_overlays_and_results(trained: Path, tmp_path: Path) -> N
     (tmp_path / "images").mkdir()
     for i in range(2):
         Image.fromarray(data[i][0].permute(1, 2, 0).numpy()).save(tmp_path / "images" / f"{i}.png")
-    out = seglab_cli("predict", str(trained / "final"), str(tmp_path / "images"), "--out", str(tmp_path / "p"),
-                     "--score-threshold", "0")
-    assert out.returncode == 0, out.stderr
+    out = CliRunner().invoke(app, ["predict", str(trained / "final"), str(tmp_path / "images"), "--out",
+                                   str(tmp_path / "p"), "--score-threshold", "0"])
+    assert out.exit_code == 0, out.output
     overlay = np.asarray(Image.open(tmp_path / "p" / "0_overlay.png"))
     assert overlay.shape == (64, 96, 3)
     assert isinstance(json.loads((tmp_path / "p" / "results.json").read_text()), list)
