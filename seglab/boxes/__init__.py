@@ -9,7 +9,7 @@ Each module holds a few free functions (and one small module for anchors) on pub
 from seglab.boxes.anchors import AnchorGenerator, cell_anchors
 from seglab.boxes.coder import BoxCoder, decode_boxes, encode_boxes
 from seglab.boxes.matcher import BELOW_LOW, BETWEEN, match_boxes
-from seglab.boxes.ops import boxes_inside_crowd, masks_to_boxes
+from seglab.boxes.ops import boxes_inside_crowd, ignore_crowd_negatives, masks_to_boxes
 from seglab.boxes.roi_masks import mask_targets, paste_masks
 from seglab.boxes.sampler import sample_balanced
 
@@ -22,6 +22,7 @@ __all__ = [
     "cell_anchors",
     "decode_boxes",
     "encode_boxes",
+    "ignore_crowd_negatives",
     "mask_targets",
     "masks_to_boxes",
     "match_boxes",

@@ -60,3 +60,23 @@ def boxes_inside_crowd(boxes: Tensor, crowd: Tensor, *, threshold: float = 0.7) 
     covered = table[y2, x2] - table[y1, x2] - table[y2, x1] + table[y1, x1]
     area = ((x2 - x1) * (y2 - y1)).to(torch.float64)
     return covered > threshold * area.clamp_min(1)
+
+
+def ignore_crowd_negatives(labels: Tensor, boxes: Tensor, crowd: Tensor | None, *, threshold: float = 0.7) -> Tensor:
+    """Mark as ignored (-1) the negatives (label 0) lying mostly inside the crowd region, in place.
+
+    The crowd filter of Detectron shared by the RPN's anchors and the RoI heads' proposals: a box
+    in a crowd of people is neither a person to learn nor background (``boxes_inside_crowd``).
+
+    Args:
+        labels: [B] int64 per box: >= 1 positive, 0 negative, -1 ignored.
+        boxes: [B, 4] XYXY in pixels of ``crowd``.
+        crowd: [H, W] binary crowd region, or None (nothing changes).
+
+    Returns:
+        ``labels``.
+    """
+    if crowd is not None:
+        negative = (labels == 0).nonzero().flatten()
+        labels[negative[boxes_inside_crowd(boxes[negative], crowd, threshold=threshold)]] = -1
+    return labels

@@ -15,10 +15,9 @@ from seglab.cli.data import OPTION_HELP, dataset_options
 from seglab.data import FolderDataset, build_dataset
 from seglab.engine.checkpoint import load_model
 from seglab.engine.progress import progress_bar
-from seglab.engine.tasks import TASKS, dataset_kwargs
+from seglab.engine.tasks import dataset_kwargs, task_of_checkpoint
 from seglab.errors import ConfigError
 from seglab.inference.predictor import preprocessing
-from seglab.registry import model_spec
 
 
 def eval_checkpoint(
@@ -37,7 +36,7 @@ def eval_checkpoint(
 ) -> None:
     """Evaluate a checkpoint: mIoU and per-class IoU (semantic), or COCO box and mask AP (instance)."""
     model, config = load_model(checkpoint, device=device)
-    task = TASKS[config.get("task") or model_spec(config["model"]).task]
+    task = task_of_checkpoint(config)
     data = _dataset(config, task.name, dataset=dataset, split=split, images=images, masks=masks, data_root=data_root,
                     options=dataset_options(options))
     data.transforms = preprocessing(config)  # the input normalisation it was trained with (e.g. LCN), or None

@@ -9,9 +9,9 @@ import typer
 
 from seglab.cli.common import console
 from seglab.engine.checkpoint import read_config
+from seglab.engine.tasks import task_of_checkpoint
 from seglab.inference.instance_predictor import InstancePredictor
 from seglab.inference.predictor import Predictor
-from seglab.registry import model_spec
 
 
 def predict(
@@ -23,9 +23,7 @@ def predict(
 ) -> None:
     """Semantic: <name>.png (pixel value = class id) and <name>_overlay.png per image. Instance:
     <name>_overlay.png (each instance outlined in its colour, box, class and score) and results.json."""
-    config = read_config(checkpoint)
-    task = config.get("task") or model_spec(config["model"]).task
-    if task == "instance":
+    if task_of_checkpoint(read_config(checkpoint)).name == "instance":
         written = InstancePredictor(checkpoint, device=device, score_threshold=score_threshold).predict_files(source, out)
         count = sum(w.detections for w in written)
         console.print(f"wrote {len(written)} overlays and {count} detections ({written[0].results.name}) to {out}"

@@ -102,6 +102,15 @@ def task_of(model: str) -> SemanticTask | InstanceTask:
     return TASKS[task]
 
 
+def task_of_checkpoint(config: dict[str, Any]) -> SemanticTask | InstanceTask:
+    """The adapter of a checkpoint: its config.json's ``task``, or its model's for older checkpoints."""
+    task = config.get("task") or model_spec(config["model"]).task
+    if task not in TASKS:
+        raise ConfigError(f"the checkpoint holds a {task} model ({config['model']}); seglab cannot evaluate or "
+                          f"predict {task} models yet")
+    return TASKS[task]
+
+
 def dataset_kwargs(task: str, dataset: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     """The dataset options a task needs: ``task=`` for datasets with several views (COCO, Cityscapes, synthetic).
 

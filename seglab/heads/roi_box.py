@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
 
-from seglab.boxes import BETWEEN, BoxCoder, boxes_inside_crowd, match_boxes, sample_balanced
+from seglab.boxes import BETWEEN, BoxCoder, ignore_crowd_negatives, match_boxes, sample_balanced
 from seglab.structures import InstanceTarget
 
 BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # Detectron's BBOX_REG_WEIGHTS for the RoI head
@@ -82,9 +82,7 @@ def sample_rois(
             matched = found.clamp(min=0)
             labels = torch.where(found >= 0, target.labels[matched], labels)
             labels[found == BETWEEN] = -1
-        if target.crowd is not None:
-            negative = (labels == 0).nonzero().flatten()
-            labels[negative[boxes_inside_crowd(boxes[negative], target.crowd, threshold=crowd_threshold)]] = -1
+        ignore_crowd_negatives(labels, boxes, target.crowd, threshold=crowd_threshold)
         positive, negative = sample_balanced(labels, num_samples=batch_per_image, positive_fraction=positive_fraction)
         keep = torch.cat([positive, negative]).sort().values
         boxes, labels, matched = boxes[keep], labels[keep], matched[keep]

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
 
-from seglab.boxes import BETWEEN, AnchorGenerator, BoxCoder, boxes_inside_crowd, match_boxes, sample_balanced
+from seglab.boxes import BETWEEN, AnchorGenerator, BoxCoder, ignore_crowd_negatives, match_boxes, sample_balanced
 from seglab.losses.detection import rpn_losses
 from seglab.structures import InstanceTarget
 
@@ -180,7 +180,5 @@ class RegionProposalNetwork(nn.Module):
             labels[matched >= 0] = 1
             labels[matched == BETWEEN] = -1
             matched_boxes = gt_boxes[matched.clamp(min=0)]
-        if target.crowd is not None:
-            negative = (labels == 0).nonzero().flatten()
-            labels[negative[boxes_inside_crowd(anchors[negative], target.crowd, threshold=self.crowd_threshold)]] = -1
+        ignore_crowd_negatives(labels, anchors, target.crowd, threshold=self.crowd_threshold)
         return labels, matched_boxes

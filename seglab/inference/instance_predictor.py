@@ -17,14 +17,13 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 from torch import Tensor, nn
-from torchvision import tv_tensors
 
 from seglab.data import list_images, read_image
-from seglab.data.masks import encode_rle
 from seglab.data.render import draw_instances
 from seglab.engine.checkpoint import load_model
 from seglab.errors import ConfigError, InputError
-from seglab.inference.predictor import preprocessing
+from seglab.inference.predictor import prepare_image, preprocessing
+from seglab.metrics.coco import encode_masks
 from seglab.structures import InstancePrediction
 
 RESULTS_FILE = "results.json"
@@ -87,12 +86,7 @@ class InstancePredictor:
             got = list(image.shape) if isinstance(image, Tensor) else type(image).__name__
             raise InputError(f"InstancePredictor.predict: image is {got}; expected one [3, H, W] tensor "
                              "(uint8, or float in [0, 1]); drop the batch dimension with images[0]")
-        if self.preprocess is not None:  # trained on normalised uint8 inputs (e.g. LCN)
-            if image.dtype != torch.uint8:
-                image = (image.float().clamp(0, 1) * 255).round().to(torch.uint8)
-            image = self.preprocess(tv_tensors.Image(image))
-        x = image.float() / 255 if image.dtype == torch.uint8 else image.float()
-        prediction = self.model([x.as_subclass(Tensor).to(self.device)])[0]
+        prediction = self.model([prepare_image(image, self.preprocess).to(self.device)])[0]
         return prediction.to("cpu")
 
     def predict_files(self, source: str | Path, out_dir: str | Path) -> list[PredictedInstances]:
@@ -108,7 +102,9 @@ class InstancePredictor:
         for index, path in enumerate(list_images(source)):
             image = read_image(path)
             prediction = self.predict(image)
-            masks = prediction.binary_masks(MASK_THRESHOLD).numpy()
+            binary = prediction.binary_masks(MASK_THRESHOLD)
+            rles = [{"size": list(binary.shape[-2:]), "counts": counts} for counts in encode_masks(binary)]
+            masks = binary.numpy()
             boxes, labels = prediction.boxes_xyxy.double().numpy(), prediction.labels.tolist()
             scores = prediction.scores.tolist()
             keep = [i for i, score in enumerate(scores) if score >= self.score_threshold]
@@ -116,13 +112,13 @@ class InstancePredictor:
                                    [labels[i] for i in keep], classes=self.classes, scores=[scores[i] for i in keep])
             overlay_path = out_dir / f"{path.stem}_overlay.png"
             PILImage.fromarray(drawn).save(overlay_path)
-            results += [self._detection(index, path.name, masks[i], boxes[i], labels[i], scores[i])
+            results += [self._detection(index, path.name, rles[i], boxes[i], labels[i], scores[i])
                         for i in range(len(labels))]
             written.append(PredictedInstances(path, overlay_path, results_path, len(labels)))
         results_path.write_text(json.dumps(results))
         return written
 
-    def _detection(self, image_id: int, file_name: str, mask: np.ndarray, box: np.ndarray, label: int,
+    def _detection(self, image_id: int, file_name: str, rle: dict[str, Any], box: np.ndarray, label: int,
                    score: float) -> dict[str, Any]:
         """One COCO results entry."""
         x1, y1, x2, y2 = (float(v) for v in box)
@@ -132,7 +128,7 @@ class InstancePredictor:
             "category_id": self.category_id(label),
             "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
             "score": round(score, 5),
-            "segmentation": encode_rle(mask, compressed=True),
+            "segmentation": rle,
         }
 
     def category_id(self, label: int) -> int:

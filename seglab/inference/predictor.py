@@ -41,6 +41,22 @@ def preprocessing(config: dict[str, Any]) -> Any:
     return None if isinstance(transform, v2.Identity) else transform
 
 
+def prepare_image(image: Tensor, preprocess: Any) -> Tensor:
+    """One image as the model saw it in training: float [3, H, W] in [0, 1], normalised as trained.
+
+    Args:
+        image: [3, H, W] uint8, or float in [0, 1].
+        preprocess: the checkpoint's input normalisation (``preprocessing(config)``, e.g. SegNet's
+            LCN, which works on uint8 images), or None.
+    """
+    if preprocess is not None:  # trained on normalised uint8 inputs (e.g. LCN)
+        if image.dtype != torch.uint8:
+            image = (image.float().clamp(0, 1) * 255).round().to(torch.uint8)
+        image = preprocess(tv_tensors.Image(image))
+    image = image.as_subclass(Tensor)
+    return image.float() / 255 if image.dtype == torch.uint8 else image.float()
+
+
 class Predictor:
     """A checkpoint ready to segment images.
 
@@ -60,11 +76,7 @@ class Predictor:
     @torch.no_grad()
     def predict(self, image: Tensor) -> Tensor:
         """Class ids [H, W] int64 for one image [3, H, W] (uint8, or float in [0, 1])."""
-        if self.preprocess is not None:  # trained on normalised uint8 inputs (e.g. LCN)
-            if image.dtype != torch.uint8:
-                image = (image.float().clamp(0, 1) * 255).round().to(torch.uint8)
-            image = self.preprocess(tv_tensors.Image(image))
-        x = image.float() / 255 if image.dtype == torch.uint8 else image.float()
+        x = prepare_image(image, self.preprocess)
         logits = predict_logits(self.model, x[None].to(self.device), input_size=self.input_size)
         return logits.argmax(1)[0].cpu()
 

@@ -15,8 +15,8 @@ from torchvision.models.detection.roi_heads import paste_masks_in_image, project
 from torchvision.ops import box_iou
 
 from seglab.boxes import (
-    BELOW_LOW, BETWEEN, AnchorGenerator, BoxCoder, boxes_inside_crowd, mask_targets, masks_to_boxes, match_boxes,
-    paste_masks, sample_balanced,
+    BELOW_LOW, BETWEEN, AnchorGenerator, BoxCoder, boxes_inside_crowd, ignore_crowd_negatives, mask_targets,
+    masks_to_boxes, match_boxes, paste_masks, sample_balanced,
 )
 
 
@@ -118,6 +118,15 @@ def test_boxes_inside_crowd() -> None:
     assert boxes_inside_crowd(boxes, crowd, threshold=0.7).tolist() == [True, True, False, False]
     assert boxes_inside_crowd(boxes, crowd, threshold=0.9).tolist() == [True, False, False, False]
     assert not boxes_inside_crowd(boxes, torch.zeros(20, 20)).any()
+
+
+def test_ignore_crowd_negatives_leaves_positives_alone() -> None:
+    crowd = torch.zeros(20, 20, dtype=torch.uint8)
+    crowd[:10, :10] = 1
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 9.0, 9.0], [10, 10, 20, 20], [1.0, 1.0, 8.0, 8.0]])
+    labels = torch.tensor([0, 2, 0, -1])
+    assert ignore_crowd_negatives(labels.clone(), boxes, crowd).tolist() == [-1, 2, 0, -1]
+    assert ignore_crowd_negatives(labels.clone(), boxes, None).tolist() == [0, 2, 0, -1]
 
 
 def test_mask_targets_equal_torchvision() -> None:

@@ -128,6 +128,8 @@ def test_bad_input_raises_input_error_naming_the_field(name: str) -> None:
             model.eval()(bad_images)
     with pytest.raises(InputError, match="targets"):
         model.train()(images, targets[:1])
+    with pytest.raises(InputError, match="training mode"):
+        model.train()(images)
 
 
 @pytest.mark.parametrize("name", INSTANCE)

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torchvision.ops import MultiScaleRoIAlign
 
 from seglab.boxes import BoxCoder, mask_targets, paste_masks
+from seglab.errors import InputError
 from seglab.heads.roi_box import BOX_WEIGHTS, RoIBoxHead, SampledRoIs, detect_boxes, sample_rois
 from seglab.heads.roi_mask import RoIMaskHead, mask_probabilities
 from seglab.heads.rpn import RegionProposalNetwork
@@ -116,7 +117,7 @@ class TwoStageSegmenter(nn.Module):
         name = type(self).__name__
         images = as_image_list(images, model=name)
         if self.training and targets is None:
-            raise ValueError(f"{name} is in training mode: pass targets, or call model.eval() to predict")
+            raise InputError(f"{name} is in training mode: pass targets, or call model.eval() to predict")
         checked = as_targets(targets, images, model=name, num_classes=self.num_classes) if targets is not None else None
         batch = batch_images(images, self.normalize, min_sizes=[self._min_size() for _ in images],
                              max_size=self.max_size, size_divisible=self.size_divisible)
