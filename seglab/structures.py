@@ -177,6 +177,53 @@ class InstancePrediction:
 
 
 @dataclass
+class PanopticTarget:
+    """The panoptic annotation of one image (the ``task="panoptic"`` targets of every dataset).
+
+    Args:
+        semantic: [H, W] int64 class id per pixel, 255 = void.
+        instance_ids: [H, W] int64, k > 0 on the pixels of the k-th thing instance, 0 on stuff and
+            void; thing-class pixels with id 0 are a crowd region of that class.
+
+    Raises:
+        InputError: naming the field, its shape or dtype, and what was expected.
+    """
+
+    semantic: Tensor
+    instance_ids: Tensor
+
+    def __post_init__(self) -> None:
+        for name in ("semantic", "instance_ids"):
+            value = getattr(self, name)
+            if not isinstance(value, Tensor) or value.dim() != 2 or value.dtype != torch.int64:
+                got = f"{value.dtype} {list(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
+                raise InputError(f"PanopticTarget.{name} has {got}; expected int64 [H, W]")
+        if self.semantic.shape != self.instance_ids.shape:
+            raise InputError(f"PanopticTarget: semantic {list(self.semantic.shape)} and instance_ids "
+                             f"{list(self.instance_ids.shape)} must have the same [H, W]")
+
+    @classmethod
+    def from_dict(cls, target: Any) -> PanopticTarget:
+        """Build from a dataset target ``dict(semantic, instance_ids)`` (tv_tensors unwrapped, cast to int64)."""
+        if isinstance(target, PanopticTarget):
+            return target
+        if not isinstance(target, Mapping) or not {"semantic", "instance_ids"} <= set(target):
+            has = ", ".join(sorted(target)) if isinstance(target, Mapping) else type(target).__name__
+            raise InputError(f"a panoptic target must be a dict with semantic and instance_ids, got {has}")
+        plain = [target[k].as_subclass(Tensor).to(torch.int64) if isinstance(target[k], Tensor) else target[k]
+                 for k in ("semantic", "instance_ids")]
+        return cls(semantic=plain[0], instance_ids=plain[1])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.semantic.shape[0]), int(self.semantic.shape[1])
+
+    def to(self, device: torch.device | str) -> PanopticTarget:
+        """A copy on ``device``."""
+        return PanopticTarget(semantic=self.semantic.to(device), instance_ids=self.instance_ids.to(device))
+
+
+@dataclass
 class PanopticPrediction:
     """Panoptic result for one image.
 
@@ -194,6 +241,10 @@ class PanopticPrediction:
                 f"PanopticPrediction: semantic {list(self.semantic.shape)} and instance_ids "
                 f"{list(self.instance_ids.shape)} must both be [H, W]"
             )
+
+    def to(self, device: torch.device | str) -> PanopticPrediction:
+        """A copy on ``device``."""
+        return PanopticPrediction(semantic=self.semantic.to(device), instance_ids=self.instance_ids.to(device))
 
 
 def check_images(images: Tensor, *, model: str, channels: int = 3, min_size: int = 1) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from seglab.data.base import IGNORE_INDEX, SegmentationDataset, read_image, read_label
 from seglab.data.check import CheckReport, check_dataset
 from seglab.data.instance_check import check_instances
-from seglab.data.collate import collate_instance, collate_semantic
+from seglab.data.collate import collate_instance, collate_panoptic, collate_semantic
 from seglab.data.datasets import (
     CamVid,
     FolderDataset,
@@ -39,6 +39,7 @@ __all__ = [
     "check_dataset",
     "check_instances",
     "collate_instance",
+    "collate_panoptic",
     "collate_semantic",
     "data_root",
     "dataset_dir",

@@ -13,7 +13,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from seglab.data.base import IGNORE_INDEX
 from seglab.errors import DataError, InputError
-from seglab.structures import InstanceTarget
+from seglab.structures import InstanceTarget, PanopticTarget
 
 
 def collate_semantic(
@@ -65,24 +65,46 @@ def collate_instance(batch: Sequence[tuple[Tensor, Mapping[str, Any]]]) -> tuple
     Raises:
         DataError: an empty batch, or an invalid target, naming the batch item and the problem.
     """
+    return _collate_lists(batch, "instance", lambda target: InstanceTarget.from_dict(_plain_target(target)))
+
+
+def collate_panoptic(batch: Sequence[tuple[Tensor, Mapping[str, Any]]]) -> tuple[list[Tensor], list[PanopticTarget]]:
+    """Keep panoptic samples as lists, like instance ones (panoptic models resize and batch inside).
+
+    Args:
+        batch: N pairs of image uint8 [3, H, W] (float images are taken as already in [0, 1]) and a
+            target ``dict(semantic=[H, W], instance_ids=[H, W])`` (the datasets' ``task="panoptic"`` view).
+
+    Returns:
+        images: N float32 [3, H, W] in [0, 1]; targets: N ``seglab.structures.PanopticTarget`` (int64).
+
+    Raises:
+        DataError: an empty batch, or an invalid target, naming the batch item and the problem.
+    """
+    return _collate_lists(batch, "panoptic", PanopticTarget.from_dict)
+
+
+def _collate_lists(batch: Sequence[tuple[Tensor, Any]], task: str, convert: Any) -> tuple[list[Tensor], list[Any]]:
+    """Float images and ``convert(target)`` per item, checked to be at the image size; errors name the item."""
     if len(batch) == 0:
-        raise DataError("collate_instance got an empty batch")
+        raise DataError(f"collate_{task} got an empty batch")
     images, targets = [], []
     for i, (image, target) in enumerate(batch):
         try:
-            instances = InstanceTarget.from_dict(_plain_target(target))
+            checked = convert(target)
         except InputError as err:
             raise DataError(
-                f"batch item {i}: {err}. Instance models need the dataset's task='instance' targets "
-                f"(check the data with `seglab data check <dataset> -O task=instance`)"
+                f"batch item {i}: {err}. {task.capitalize()} models need the dataset's task='{task}' targets "
+                f"(check the data with `seglab data check <dataset> -O task={task}`)"
             ) from err
-        if instances.image_size != tuple(image.shape[-2:]):
+        if checked.image_size != tuple(image.shape[-2:]):
+            h, w = checked.image_size
             raise DataError(
-                f"batch item {i}: image is {list(image.shape)} but masks are {list(instances.masks.shape)}; "
+                f"batch item {i}: image is {list(image.shape)} but the {task} labels are {h}x{w} (H x W); "
                 f"a transform moved one without the other (wrap masks in tv_tensors.Mask)"
             )
         images.append(_to_float(image))
-        targets.append(instances)
+        targets.append(checked)
     return images, targets
 
 

@@ -1,7 +1,8 @@
 """Pictures of samples and predictions: colour label maps, overlays, image | labels | overlay strips.
 
 Used by ``seglab data render`` (look at a dataset before training on it) and by the predictors;
-``draw_instances`` draws instance masks, boxes and "class score" labels, one colour per instance.
+``draw_instances`` draws instance masks, boxes and "class score" labels, one colour per instance;
+``draw_panoptic`` a panoptic map, each thing instance in its own shade of its class colour.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from seglab.data.base import IGNORE_INDEX, default_palette
 __all__ = [
     "colourize",
     "draw_instances",
+    "draw_panoptic",
     "instance_colours",
     "instance_outline",
+    "instance_shade",
     "overlay",
     "render_sample",
     "target_labels",
@@ -203,6 +206,95 @@ def draw_instances(
         text = name if scores is None else f"{name} {float(scores[i]):.2f}"
         _draw_label(draw, text, (x1, y1), fill, font, (h, w))
     return np.array(canvas)
+
+
+def draw_panoptic(
+    image: np.ndarray | torch.Tensor | PILImage.Image,
+    semantic: np.ndarray | torch.Tensor,
+    instance_ids: np.ndarray | torch.Tensor,
+    *,
+    palette: Sequence[Sequence[int]],
+    thing_classes: Sequence[int],
+    alpha: float = 0.5,
+    ignore_index: int = IGNORE_INDEX,
+) -> PILImage.Image:
+    """Draw a panoptic map over an image: stuff in its class colour, thing instances in shades of theirs.
+
+    Each thing instance (class, instance id > 0) is filled with ``instance_shade`` of its class
+    colour and outlined (1 px, ``instance_outline``) in that shade at full strength; crowd pixels
+    (thing class, instance id 0) get the plain class colour and no outline; void stays the image.
+
+    Args:
+        image: [H, W, 3] uint8 array, [3, H, W] uint8 tensor (as datasets yield it) or PIL image.
+        semantic: [H, W] int class per pixel, ``ignore_index`` = void.
+        instance_ids: [H, W] int, > 0 on thing instances, 0 on stuff, void and crowd.
+        palette: one (r, g, b) per class, index = class id.
+        thing_classes: the class ids that are things.
+        alpha: opacity of the fill.
+
+    Returns:
+        An RGB PIL image of the image's size (``image`` is not modified).
+
+    Raises:
+        ValueError: shapes that disagree, or a class without a palette colour.
+    """
+    rgb = _rgb_array(image)
+    semantic, instance_ids = _numpy_map(semantic), _numpy_map(instance_ids)
+    if semantic.shape != rgb.shape[:2] or instance_ids.shape != rgb.shape[:2]:
+        raise ValueError(f"draw_panoptic: semantic {list(semantic.shape)} and instance_ids {list(instance_ids.shape)} "
+                         f"must both be [H, W] at the image size {list(rgb.shape[:2])}")
+    colours = np.asarray([tuple(c) for c in palette], dtype=np.uint8).reshape(-1, 3)
+    void = semantic == ignore_index
+    bad = np.unique(semantic[~void & ((semantic < 0) | (semantic >= len(colours)))])
+    if bad.size:
+        raise ValueError(f"draw_panoptic: semantic holds class(es) {bad[:5].tolist()} but the palette has "
+                         f"{len(colours)} colours; pass one colour per class")
+    fill = colours[np.where(void, 0, semantic)]
+    is_instance = np.isin(semantic, list(thing_classes)) & ~void & (instance_ids > 0)
+    span = int(instance_ids.max(initial=0)) + 1
+    key = np.where(is_instance, semantic * span + instance_ids, -1)  # one key per (class, instance id)
+    keys, inverse = np.unique(key, return_inverse=True)
+    inverse = inverse.reshape(key.shape)
+    shades = np.zeros((len(keys), 3), dtype=np.uint8)
+    for k in np.flatnonzero(keys >= 0):
+        shades[k] = instance_shade(colours[keys[k] // span], int(keys[k] % span))
+    fill[is_instance] = shades[inverse[is_instance]]
+    out = (rgb.astype(np.float32) * (1 - alpha) + fill.astype(np.float32) * alpha).round().astype(np.uint8)
+    out[void] = rgb[void]
+    for k in np.flatnonzero(keys >= 0):
+        out[instance_outline(inverse == k)] = shades[k]
+    return PILImage.fromarray(out)
+
+
+def instance_shade(colour: Sequence[int], instance_id: int) -> np.ndarray:
+    """[3] uint8 a shade of class ``colour`` for one instance, the same for every call.
+
+    Brightness moves by up to 0.4 (darker for light colours, lighter for dark ones) and hue by up
+    to 0.025 of a turn, both by the golden-ratio fraction of the id, so consecutive ids differ.
+    """
+    hue, saturation, value = colorsys.rgb_to_hsv(*(float(c) / 255 for c in colour))
+    step = (instance_id * GOLDEN_RATIO_CONJUGATE) % 1.0
+    value = value - 0.4 * step if value >= 0.5 else value + 0.4 * step
+    rgb = colorsys.hsv_to_rgb((hue + 0.05 * (step - 0.5)) % 1.0, saturation, value)
+    return (np.asarray(rgb) * 255).round().astype(np.uint8)
+
+
+def _rgb_array(image: np.ndarray | torch.Tensor | PILImage.Image) -> np.ndarray:
+    """[H, W, 3] uint8 from a PIL image, a [3, H, W] uint8 tensor or a [H, W, 3] uint8 array."""
+    if isinstance(image, PILImage.Image):
+        return np.asarray(image.convert("RGB"))
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu()
+        image = (image.permute(1, 2, 0) if image.dim() == 3 and image.shape[0] == 3 else image).numpy()
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"draw_panoptic: image has {image.dtype} {list(image.shape)}; expected uint8 [H, W, 3]")
+    return image
+
+
+def _numpy_map(values: np.ndarray | torch.Tensor) -> np.ndarray:
+    array = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+    return array.astype(np.int64)
 
 
 @functools.lru_cache(maxsize=8)

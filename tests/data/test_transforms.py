@@ -6,7 +6,9 @@ import pytest
 import torch
 from torchvision import tv_tensors
 
-from seglab.data import SyntheticShapes, collate_instance, collate_semantic, eval_transforms, train_transforms
+from seglab.data import (
+    SyntheticShapes, collate_instance, collate_panoptic, collate_semantic, eval_transforms, train_transforms,
+)  # fmt: skip
 from seglab.data.masks import CrowdMask
 from seglab.errors import DataError
 from seglab.structures import InstanceTarget
@@ -134,7 +136,20 @@ def test_collate_instance_names_the_bad_item() -> None:
         collate_instance([(image, {"masks": target["masks"], "labels": target["labels"]})])
     with pytest.raises(DataError, match=r"batch item 0: an instance target must be a dict.*task='instance'"):
         collate_instance([SyntheticShapes(num_images=1)[0]])
-    with pytest.raises(DataError, match=r"batch item 0: image is \[3, 32, 32\] but masks are"):
+    with pytest.raises(DataError, match=r"batch item 0: image is \[3, 32, 32\] but the instance labels are 96x128"):
         collate_instance([(tv_tensors.Image(torch.zeros(3, 32, 32, dtype=torch.uint8)), target)])
     with pytest.raises(DataError, match="empty batch"):
         collate_instance([])
+
+
+def test_collate_panoptic_names_the_bad_item() -> None:
+    dataset = SyntheticShapes(num_images=2, task="panoptic")
+    images, targets = collate_panoptic([dataset[0], dataset[1]])
+    assert len(images) == 2 and images[0].dtype == torch.float32 and targets[1].semantic.dtype == torch.int64
+    image, target = dataset[1]
+    with pytest.raises(DataError, match=r"batch item 1: a panoptic target must be a dict.*task='panoptic'"):
+        collate_panoptic([dataset[0], SyntheticShapes(num_images=2, task="instance")[1]])
+    with pytest.raises(DataError, match=r"batch item 0: image is \[3, 32, 32\] but the panoptic labels are 96x128"):
+        collate_panoptic([(tv_tensors.Image(torch.zeros(3, 32, 32, dtype=torch.uint8)), target)])
+    with pytest.raises(DataError, match="collate_panoptic got an empty batch"):
+        collate_panoptic([])

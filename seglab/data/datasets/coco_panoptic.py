@@ -17,7 +17,7 @@ Encoding: a PNG pixel's segment id is ``R + 256 G + 256^2 B``; 0 is void (unlabe
 id is one entry of ``segments_info`` (``id``, ``category_id``, ``iscrowd``, ``area``, ``bbox``).
 Classes: the JSON's categories sorted by id become the contiguous class ids 0..132 (person = 0,
 things first since thing ids 1..90 precede stuff ids 92..200); ``thing_classes`` lists those with
-``isthing == 1``.
+``isthing == 1``; ``category_ids[class]`` is the category id back (for ``seglab.data.panoptic_format``).
 
 Targets (``task``):
     "panoptic": ``dict(semantic=Mask int64 [H, W], instance_ids=Mask int64 [H, W])`` as in
@@ -36,10 +36,9 @@ import numpy as np
 import torch
 from torchvision import tv_tensors
 
-from seglab.data.base import (
-    SegmentationDataset, Transforms, check_same_size, check_split, default_palette, open_image_file, read_image,
-)  # fmt: skip
+from seglab.data.base import SegmentationDataset, Transforms, check_same_size, check_split, default_palette, read_image
 from seglab.data.datasets.coco import _field, load_coco_json
+from seglab.data.panoptic_format import check_segments_info, decode_panoptic, panoptic_ids, sorted_categories
 from seglab.data.root import dataset_dir
 from seglab.errors import ConfigError, DataError
 
@@ -47,19 +46,6 @@ __all__ = ["CocoPanoptic", "panoptic_ids"]
 
 TASKS = ("panoptic", "semantic")
 SPLITS = ("train", "val")
-
-
-def panoptic_ids(path: Path) -> np.ndarray:
-    """Read a COCO panoptic PNG as segment ids ``R + 256 G + 256^2 B``, [H, W] int64.
-
-    Raises:
-        DataError: unreadable file, or not an RGB image.
-    """
-    image = open_image_file(path)
-    if image.mode != "RGB":
-        raise DataError(f"panoptic PNG {str(path)!r} has mode {image.mode!r}; expected RGB (id = R + 256 G + 256^2 B)")
-    rgb = np.asarray(image).astype(np.int64)
-    return rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
 
 
 class CocoPanoptic(SegmentationDataset):
@@ -107,23 +93,15 @@ class CocoPanoptic(SegmentationDataset):
         self.samples, self.segments = self._read_annotations(data["images"], data["annotations"])
 
     def _read_categories(self, categories: list[Any]) -> dict[int, int]:
-        """Map category id -> class 0..N-1 (sorted by id); set ``classes``, ``palette``, ``thing_classes``."""
-        table: dict[int, dict[str, Any]] = {}
-        for k, category in enumerate(categories):
-            where = f"{str(self.json_path)!r}: categories[{k}]"
-            category_id = _field(category, "id", int, where)
-            if category_id in table:
-                raise DataError(f"{where}: category id {category_id} appears twice")
-            _field(category, "name", str, where)
-            _field(category, "isthing", int, where)
-            table[category_id] = category
-        ordered = [table[i] for i in sorted(table)]
+        """Map category id -> class 0..N-1 (sorted by id); set classes, palette, thing_classes, category_ids."""
+        ordered = sorted_categories(categories, source=self.json_path)
         self.classes = tuple(c["name"] for c in ordered)
         fallback = default_palette(len(ordered))
         self.palette = [
             tuple(c["color"]) if isinstance(c.get("color"), list) else fallback[i] for i, c in enumerate(ordered)
         ]
         self.thing_classes = tuple(i for i, c in enumerate(ordered) if c["isthing"])
+        self.category_ids: list[int] = [c["id"] for c in ordered]
         return {c["id"]: i for i, c in enumerate(ordered)}
 
     def _read_annotations(
@@ -145,12 +123,7 @@ class CocoPanoptic(SegmentationDataset):
                 if not path.is_file():
                     raise DataError(f"{where}: file {str(path)!r} (image id {image_id}) is missing")
             infos = _field(ann, "segments_info", list, where)
-            for info in infos:
-                segment_id = info.get("id") if isinstance(info, dict) else "?"
-                segment_where = f"{where} (image id {image_id}) segment {segment_id}"
-                _field(info, "id", int, segment_where)
-                if _field(info, "category_id", int, segment_where) not in self.category_to_class:
-                    raise DataError(f"{segment_where}: unknown category_id {info['category_id']} (not in 'categories')")
+            check_segments_info(infos, where=f"{where} (image id {image_id})", category_to_class=self.category_to_class)
             samples.append((image, png))
             segments.append(infos)
         return samples, segments
@@ -178,28 +151,7 @@ class CocoPanoptic(SegmentationDataset):
             DataError: the PNG holds an id missing from ``segments_info``, or a listed segment has no pixel.
         """
         png_path = self.samples[index][1]
-        ids = panoptic_ids(png_path)
-        present, inverse = np.unique(ids, return_inverse=True)
-        listed = {info["id"]: info for info in self.segments[index]}
-        unknown = [int(i) for i in present if i != 0 and i not in listed]
-        if unknown:
-            raise DataError(
-                f"panoptic PNG {str(png_path)!r} has segment id(s) {unknown[:5]} not in {str(self.json_path)!r}"
-            )
-        absent = sorted(set(listed) - set(present.tolist()))
-        if absent:
-            raise DataError(
-                f"{str(self.json_path)!r}: segment id(s) {absent[:5]} of {png_path.name} have no pixel in the PNG"
-            )
-        semantic_lut = np.full(present.size, self.ignore_index, dtype=np.int64)
-        instance_lut = np.zeros(present.size, dtype=np.int64)
-        next_instance = 1
-        position = {int(i): k for k, i in enumerate(present)}
-        for info in self.segments[index]:  # segments_info order fixes the instance numbering
-            cls = self.category_to_class[info["category_id"]]
-            semantic_lut[position[info["id"]]] = cls
-            if cls in self.thing_classes and not info.get("iscrowd", 0):
-                instance_lut[position[info["id"]]] = next_instance
-                next_instance += 1
-        inverse = inverse.reshape(ids.shape)
-        return semantic_lut[inverse], instance_lut[inverse]
+        return decode_panoptic(
+            panoptic_ids(png_path), self.segments[index], category_to_class=self.category_to_class,
+            thing_classes=self.thing_classes, ignore_index=self.ignore_index, png=png_path, json_file=self.json_path,
+        )
