@@ -1,3 +1,3 @@
 """Importing this package registers every model."""
 
-from seglab.models import instance, semantic  # noqa: F401
+from seglab.models import instance, panoptic, semantic  # noqa: F401

@@ -37,6 +37,7 @@ class FPN(nn.Module):
         out_channels: int = 256, extra_level: bool = True,
     ) -> None:
         super().__init__()
+        self.out_channels = out_channels
         self.in_levels = tuple(in_levels)
         self.out_levels = tuple("p" + level[1:] for level in self.in_levels)
         self.fpn = FeaturePyramidNetwork(

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from torchvision.ops import MultiScaleRoIAlign
 
@@ -79,17 +80,45 @@ def mask_rcnn(
         score_threshold, max_detections: inference (0.05, 100).
         box_loss_beta: smooth-L1 beta of the box head (1, Fast R-CNN; torchvision uses 1/9).
     """
-    weighted = pretrained is not None or pretrained_backbone is not None
+    arguments = {k: v for k, v in locals().items() if k != "pretrained"}
+    coco_v1 = pretrained is not None and Path(pretrained).name.startswith(TORCHVISION_COCO_V1)
+    parts, rebuild = mask_rcnn_parts(**arguments, weighted=pretrained is not None, coco_v1_weights=coco_v1)
+    model = MaskRCNN(**parts)
+    if pretrained is not None:
+        load_torchvision_weights(model, pretrained)
+    # what the weight files decided, so a checkpoint rebuilds the same model without them
+    model.rebuild_kwargs = rebuild
+    return model
+
+
+def mask_rcnn_parts(
+    *, num_classes: int, backbone: str = "resnet50", fpn_channels: int = 256, box_hidden: int = 1024,
+    mask_channels: int = 256, min_size: int | Sequence[int] | None = 800, max_size: int | None = 1333,
+    frozen_bn: bool | None = None, trainable_layers: int | None = None, frozen_bn_eps: float | None = None,
+    pretrained_backbone: str | Path | None = None, anchor_sizes: Sequence[int] = (32, 64, 128, 256, 512),
+    rpn_pre_nms_top_n: tuple[int, int] = (2000, 1000), rpn_post_nms_top_n: tuple[int, int] = (2000, 1000),
+    roi_batch_per_image: int = 512, score_threshold: float = 0.05, max_detections: int = 100,
+    box_loss_beta: float = 1.0, weighted: bool = False, coco_v1_weights: bool = False,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The parts of ``TwoStageSegmenter`` that Mask R-CNN is made of (arguments as in ``mask_rcnn``), and the
+    builder arguments the weight files decided (``rebuild_kwargs``). Models built on Mask R-CNN (Panoptic
+    FPN, PANet) start from these parts.
+
+    Args:
+        weighted: whether weights will be loaded (FrozenBN and 3 trained stages by default).
+        coco_v1_weights: torchvision's COCO_V1 file will be loaded (frozen BN eps 0).
+    """
+    weighted = weighted or pretrained_backbone is not None
     frozen_bn = weighted if frozen_bn is None else frozen_bn
     trainable_layers = (3 if weighted else 5) if trainable_layers is None else trainable_layers
     if frozen_bn_eps is None:
-        frozen_bn_eps = 0.0 if pretrained is not None and Path(pretrained).name.startswith(TORCHVISION_COCO_V1) else 1e-5
+        frozen_bn_eps = 0.0 if coco_v1_weights else 1e-5
     encoder = build_backbone(backbone, pretrained=pretrained_backbone)
     if frozen_bn:
         freeze_batchnorm(encoder, eps=frozen_bn_eps)
     freeze_resnet_stages(encoder, trainable_layers=trainable_layers)
     neck = FPN(encoder.feature_specs, out_channels=fpn_channels)
-    model = MaskRCNN(
+    parts = dict(
         backbone=encoder,
         neck=neck,
         proposer=RegionProposalNetwork(
@@ -105,11 +134,7 @@ def mask_rcnn(
         roi=RoISettings(batch_per_image=roi_batch_per_image, score_threshold=score_threshold,
                         max_detections=max_detections, box_loss_beta=box_loss_beta),
     )
-    if pretrained is not None:
-        load_torchvision_weights(model, pretrained)
-    # what the weight files decided, so a checkpoint rebuilds the same model without them
-    model.rebuild_kwargs = {"frozen_bn": frozen_bn, "trainable_layers": trainable_layers, "frozen_bn_eps": frozen_bn_eps}
-    return model
+    return parts, {"frozen_bn": frozen_bn, "trainable_layers": trainable_layers, "frozen_bn_eps": frozen_bn_eps}
 
 
 register_model(

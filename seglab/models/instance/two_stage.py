@@ -87,14 +87,15 @@ class TwoStageSegmenter(nn.Module):
         features = self.neck(self.backbone(batch.tensor))
         proposals, losses = self.proposer(features, batch.image_sizes, batch.padded_size, targets)
         if self.training:
-            rois = sample_rois(proposals.boxes, targets, coder=self.box_coder, batch_per_image=self.roi.batch_per_image,
-                               positive_fraction=self.roi.positive_fraction, fg_iou=self.roi.fg_iou,
-                               bg_iou=self.roi.bg_iou)
-            losses |= self.box_losses(features, rois, batch)
-            losses |= self.mask_losses(features, rois, batch, targets)
-            return losses
-        detections = self.detect(features, proposals.boxes, batch)
-        return self.segment(features, detections, batch)
+            return losses | self.roi_losses(features, proposals.boxes, batch, targets)
+        return self.segment(features, self.detect(features, proposals.boxes, batch), batch)
+
+    def roi_losses(self, features: dict[str, Tensor], proposals: list[Tensor], batch: ImageBatch,
+                   targets: Sequence[InstanceTarget]) -> dict[str, Tensor]:
+        """The second stage's terms: sample RoIs among the proposals, then L_cls + L_box + L_mask."""
+        rois = sample_rois(proposals, targets, coder=self.box_coder, batch_per_image=self.roi.batch_per_image,
+                           positive_fraction=self.roi.positive_fraction, fg_iou=self.roi.fg_iou, bg_iou=self.roi.bg_iou)
+        return self.box_losses(features, rois, batch) | self.mask_losses(features, rois, batch, targets)
 
     def cost_forward(self, images: Tensor) -> None:
         """The computation of one inference with a fixed load, for counting FLOPs (also on the meta device).
@@ -104,7 +105,10 @@ class TwoStageSegmenter(nn.Module):
         head), since their real count depends on the data. RoIAlign and NMS are not counted.
         """
         batch, _ = self.prepare(images, None)
-        features = self.neck(self.backbone(batch.tensor))
+        self.cost_heads(self.neck(self.backbone(batch.tensor)), batch)
+
+    def cost_heads(self, features: dict[str, Tensor], batch: ImageBatch) -> None:
+        """The RPN head and the RoI heads at their most RoIs (see ``cost_forward``)."""
         self.proposer.head([features[level] for level in self.proposer.levels])
         channels = features[self.proposer.levels[0]].shape[1]
         rois = self.proposer.post_nms_top_n[1] * len(batch.image_sizes)
