@@ -1,7 +1,7 @@
 """The model comparison behind `seglab bench`: cost, CPU latency and a score after a CPU budget per model.
 
-For every registered model of a task (semantic by default, ``task="instance"`` for the instance
-models), one row:
+For every registered model of a task (semantic by default, ``task="instance"`` or ``"panoptic"``),
+one row:
 
 - ``params_M`` and ``gflops``: the paper configuration (default builder arguments), 21 classes,
   one 360x480 image, counted on the meta device (``seglab.models.cost``);
@@ -10,8 +10,9 @@ models), one row:
 - ``miou`` / ``pixel_acc`` on CamVid val after training the model's CPU variant
   (``<model>_camvid_cpu`` recipe) under the one budget those recipes share
   (``recipes/_camvid_cpu_budget.yaml``), with ``cpu_params_M`` the variant's size and ``train_s``
-  its wall time; for instance models ``mask_ap`` / ``box_ap`` (COCO AP@[.5:.95]) on synthetic val
-  after the ``<model>_synthetic_cpu`` recipe.
+  its wall time; for instance models ``mask_ap`` / ``box_ap`` (COCO AP@[.5:.95]) and ``mask_ar100``,
+  for panoptic models ``pq`` / ``sq`` / ``rq`` (with the things / stuff PQ), on synthetic val after
+  the ``<model>_synthetic_cpu`` recipe (all 400 steps of 4 images at 96x128: one budget per task).
 
 Training results are kept in ``<out>/<model>/bench.json`` with the recipe they came from, and reused
 while the recipe is unchanged, so an interrupted bench continues where it stopped and the table
@@ -35,9 +36,10 @@ from seglab.models.cost import COST_SIZE, model_cost
 from seglab.recipes import load_recipe, model_kwargs, recipes_for
 from seglab.registry import create_model, list_models, model_spec
 
-CPU_SUFFIX = {"semantic": "_camvid_cpu", "instance": "_synthetic_cpu"}  # the CPU variant of each task
-CPU_CLASSES = {"semantic": 11, "instance": 4}  # CamVid's classes; synthetic shapes + background
-SCORES = {"semantic": ("miou", "pixel_acc"), "instance": ("mask_ap", "box_ap")}  # columns per task
+CPU_SUFFIX = {"semantic": "_camvid_cpu", "instance": "_synthetic_cpu", "panoptic": "_synthetic_cpu"}
+CPU_CLASSES = {"semantic": 11, "instance": 4, "panoptic": 4}  # CamVid's classes; synthetic shapes + background
+SCORES = {"semantic": ("miou", "pixel_acc"), "instance": ("mask_ap", "box_ap", "mask_ar100"),
+          "panoptic": ("pq", "sq", "rq", "pq_things", "pq_stuff")}  # columns per task
 BUDGET_RECIPE = "_camvid_cpu_budget"
 COST_CLASSES = 21  # PASCAL VOC's 20 classes + background, as `seglab models` reports
 RESULT_FILE = "bench.json"
@@ -60,10 +62,16 @@ class BenchRow:
     pixel_acc: float | None = None
     mask_ap: float | None = None
     box_ap: float | None = None
+    mask_ar100: float | None = None
+    pq: float | None = None
+    sq: float | None = None
+    rq: float | None = None
+    pq_things: float | None = None
+    pq_stuff: float | None = None
 
 
 def cpu_recipe_for(model: str) -> str | None:
-    """The shipped CPU recipe (``*_camvid_cpu``, or ``*_synthetic_cpu`` for instance models) of ``model``, or None."""
+    """The shipped CPU recipe (``*_camvid_cpu``, or ``*_synthetic_cpu`` for instance and panoptic models), or None."""
     if model not in list_models():
         return None
     suffix = CPU_SUFFIX[model_spec(model).task]
@@ -117,6 +125,12 @@ def train_row(recipe_name: str, *, out_dir: Path, overrides: list[str] | None = 
         "per_class_iou": result.metrics.get("per_class_iou"),
         "mask_ap": result.metrics.get("segm_ap"),
         "box_ap": result.metrics.get("bbox_ap"),
+        "mask_ar100": result.metrics.get("segm_ar100"),
+        # the survey's Table 8 columns: mask AP at IoU .50:.95, .50 and .75
+        "ap": result.metrics.get("segm_ap"),
+        "ap50": result.metrics.get("segm_ap50"),
+        "ap75": result.metrics.get("segm_ap75"),
+        **{k: result.metrics.get(k) for k in SCORES["panoptic"]},
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }

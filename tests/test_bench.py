@@ -57,3 +57,34 @@ def test_cli_writes_table_json_and_markdown(tmp_path: Path) -> None:
     assert rows[0]["latency_s"] is None and rows[0]["miou"] is None  # not requested
     markdown = (tmp_path / "bench.md").read_text()
     assert "| unet | 31.03 |" in markdown and "segnet_camvid_cpu" in markdown
+
+
+@pytest.mark.parametrize("task", ["instance", "panoptic"])
+def test_instance_and_panoptic_cpu_recipes_share_one_budget(task: str) -> None:
+    """`seglab bench --task instance/panoptic --train` compares models, not recipes: same data, steps and solver."""
+    from seglab.recipes import load_recipe
+    from seglab.registry import list_models
+
+    budgets = {}
+    for model in list_models(task=task):
+        name = cpu_recipe_for(model)
+        assert name and name.endswith("_synthetic_cpu"), f"{model} has no *_synthetic_cpu recipe"
+        r = load_recipe(name)
+        budgets[name] = (r.data.dataset, r.data.kwargs, r.data.batch_size, r.data.augment, r.schedule.steps,
+                         r.schedule.policy, r.optim.name, r.optim.lr, r.eval.max_items)
+    reference = load_recipe("mask_rcnn_synthetic_cpu")
+    expected = (reference.data.dataset, reference.data.kwargs, reference.data.batch_size, reference.data.augment,
+                reference.schedule.steps, reference.schedule.policy, reference.optim.name, reference.optim.lr,
+                reference.eval.max_items)
+    assert all(b == expected for b in budgets.values()), budgets
+
+
+def test_panoptic_bench_trains_and_reports_pq(tmp_path: Path) -> None:
+    smoke = ["schedule.steps=2", "schedule.warmup_steps=0", "data.kwargs={num_images: 8}", "eval.max_items=4",
+             "model.kwargs.fpn_channels=16", "model.kwargs.box_hidden=32", "model.kwargs.mask_channels=16",
+             "model.kwargs.semantic_channels=16"]
+    rows = run_bench(["panoptic_fpn_resnet50"], latency=False, train=True, out_dir=tmp_path, overrides=smoke,
+                     progress=False)
+    record = json.loads((tmp_path / "panoptic_fpn_resnet50" / "bench.json").read_text())
+    assert rows[0].pq is not None and 0 <= rows[0].pq <= 1 and record["pq"] == rows[0].pq
+    assert {"sq", "rq", "pq_things", "pq_stuff"} <= set(record)

@@ -15,7 +15,7 @@ from seglab.models.cost import COST_SIZE
 
 def bench(
     models: list[str] = typer.Argument(None, help="model names (default: every model of --task)"),
-    task: str = typer.Option("semantic", help="semantic or instance: which models (and CPU recipes) to bench"),
+    task: str = typer.Option("semantic", help="semantic, instance or panoptic: which models (and CPU recipes) to bench"),
     latency: bool = typer.Option(True, help="time one 360x480 forward of the paper configuration"),
     train: bool = typer.Option(False, help="train each model's CPU recipe (*_camvid_cpu, *_synthetic_cpu) and score val"),
     out: Path = typer.Option(Path("runs/bench"), "--out", "-o", help="where training runs and results go"),
@@ -27,7 +27,7 @@ def bench(
     quiet: bool = typer.Option(False, help="no per-model progress lines or bars"),
 ) -> None:
     """Compare the models of a task on one table; with --train, semantic models train under one shared
-    CPU budget on CamVid and instance models their *_synthetic_cpu recipe.
+    CPU budget on CamVid, instance and panoptic models their *_synthetic_cpu recipe (400 steps of 4).
 
     Training results are cached in OUT/<model>/bench.json and reused while the recipe is unchanged,
     so an interrupted bench continues where it stopped. The table is also written to OUT/bench.json
@@ -46,6 +46,8 @@ def bench(
             parts.append(f"CamVid mIoU {row.miou:.4f} ({row.train_s:.0f} s of training)")
         if row.mask_ap is not None:
             parts.append(f"synthetic mask AP {row.mask_ap:.4f} ({row.train_s:.0f} s of training)")
+        if row.pq is not None:
+            parts.append(f"synthetic PQ {row.pq:.4f} ({row.train_s:.0f} s of training)")
         err_console.print(f"[bold]{row.model}[/]: " + ", ".join(parts), highlight=False)
 
     rows = run_bench(models or None, latency=latency, train=train, out_dir=out, overrides=list(overrides or []),

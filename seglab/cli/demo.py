@@ -12,15 +12,18 @@ from seglab.data import build_dataset
 from seglab.engine.tasks import dataset_kwargs
 from seglab.engine.train import train as run_training
 from seglab.inference.instance_predictor import InstancePredictor
+from seglab.inference.panoptic_predictor import PanopticPredictor
 from seglab.inference.predictor import Predictor
 from seglab.recipes import Recipe, load_recipe
 
-DEMO_RECIPES = {"semantic": "unet_synthetic_cpu", "instance": "mask_rcnn_synthetic_cpu"}
+DEMO_RECIPES = {"semantic": "unet_synthetic_cpu", "instance": "mask_rcnn_synthetic_cpu",
+                "panoptic": "panoptic_fpn_synthetic_cpu"}
 
 
 def demo(
-    task: str = typer.Option("semantic", help="semantic (U-Net, ~1 min) or instance (Mask R-CNN, a few minutes)"),
-    out: Path = typer.Option(None, "--out", "-o", help="output directory (default runs/demo or runs/demo_instance)"),
+    task: str = typer.Option("semantic", help="semantic (U-Net, ~1 min), instance (Mask R-CNN) or panoptic "
+                                              "(Panoptic FPN), a few minutes each"),
+    out: Path = typer.Option(None, "--out", "-o", help="output directory (default runs/demo, runs/demo_instance or runs/demo_panoptic)"),
     steps: int = typer.Option(None, help="training steps (default: the recipe's)"),
     device: str = typer.Option(None, help="cpu, cuda (default: cuda when available)"),
 ) -> None:
@@ -39,6 +42,12 @@ def demo(
         render_rows([{"class": c, "iou": v} for c, v in zip(_classes(recipe, task), metrics["per_class_iou"])],
                     title="per-class IoU (val)", fmt=OutputFormat.table)
         written = [w.overlay for w in Predictor(out / "final", device="cpu").predict_files(samples, out / "overlays")]
+    elif task == "panoptic":
+        render_rows([{"": name, "pq": metrics[f"pq{k}"], "sq": metrics[f"sq{k}"], "rq": metrics[f"rq{k}"]}
+                     for name, k in (("All", ""), ("Things", "_things"), ("Stuff", "_stuff"))],
+                    title="panoptic quality (val)", fmt=OutputFormat.table)
+        written = [w.overlay for w in PanopticPredictor(out / "final", device="cpu").predict_files(samples,
+                                                                                                  out / "overlays")]
     else:
         render_rows([{"class": c, "mask_ap": ap, "box_ap": metrics["per_class"]["bbox"].get(c)}
                      for c, ap in metrics["per_class"]["segm"].items()], title="per-class AP (val)",

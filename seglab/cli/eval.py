@@ -34,7 +34,8 @@ def eval_checkpoint(
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table, json or csv"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
-    """Evaluate a checkpoint: mIoU and per-class IoU (semantic), or COCO box and mask AP (instance)."""
+    """Evaluate a checkpoint: mIoU and per-class IoU (semantic), COCO box and mask AP (instance), or panoptic
+    quality PQ / SQ / RQ for all classes, things and stuff, and per class (panoptic)."""
     model, config = load_model(checkpoint, device=device)
     task = task_of_checkpoint(config)
     data = _dataset(config, task.name, dataset=dataset, split=split, images=images, masks=masks, data_root=data_root,
@@ -57,9 +58,13 @@ def eval_checkpoint(
 def _dataset(config: dict[str, Any], task: str, *, dataset: str | None, split: str, images: Path | None,
              masks: Path | None, data_root: Path | None, options: dict[str, Any]) -> Any:
     if images is not None or masks is not None:
-        if task != "semantic":
+        if task == "instance":
             raise ConfigError("--images/--masks pair index masks for semantic models; for instance models pass a "
                               "COCO JSON: --dataset coco -O json_file=annotations.json -O image_dir=images")
+        if task == "panoptic":
+            raise ConfigError("--images/--masks pair index masks for semantic models; for panoptic models pass a COCO "
+                              "panoptic folder: --dataset coco_panoptic -O folder=DIR -O json_file=panoptic.json "
+                              "-O panoptic_dir=panoptic -O image_dir=images")
         if images is None or masks is None:
             raise ConfigError("--images and --masks go together (a folder of images and one of index masks)")
         label_map = {int(k): v for k, v in config["label_map"].items()} if config.get("label_map") else None
@@ -110,4 +115,21 @@ def _render_instance(metrics: dict[str, Any], config: dict[str, Any], data: Any,
     console.print(metrics["table"], highlight=False)
 
 
-_RENDER = {"semantic": _render_semantic, "instance": _render_instance}
+def _render_panoptic(metrics: dict[str, Any], config: dict[str, Any], data: Any, fmt: OutputFormat,
+                     count: int) -> None:
+    if fmt is OutputFormat.json:
+        print(json.dumps(json_safe({**metrics, "images": count}), indent=2))
+        return
+    summary = [{"": name, "pq": metrics[f"pq{suffix}"], "sq": metrics[f"sq{suffix}"], "rq": metrics[f"rq{suffix}"],
+                "classes": metrics[f"n{suffix}"]} for name, suffix in (("All", ""), ("Things", "_things"),
+                                                                       ("Stuff", "_stuff"))]
+    per_class = [{"class": name, **{k: v[k] for k in ("pq", "sq", "rq", "tp", "fp", "fn")},
+                  "kind": "thing" if v["isthing"] else "stuff"} for name, v in metrics["per_class"].items()]
+    if fmt is OutputFormat.csv:
+        render_rows(summary, title="", fmt=fmt)
+        return
+    render_rows(summary, title=f"panoptic quality, {count} images", fmt=fmt)  # short: rich wraps titles at the table width
+    render_rows(per_class, title="per-class PQ (classes seen in ground truth or predictions)", fmt=fmt)
+
+
+_RENDER = {"semantic": _render_semantic, "instance": _render_instance, "panoptic": _render_panoptic}

@@ -1,5 +1,5 @@
-"""`seglab predict`: label maps and colour overlays (semantic), or outlined instances and a COCO results
-file (instance), for an image or a folder."""
+"""`seglab predict`: label maps and colour overlays (semantic), outlined instances and a COCO results
+file (instance), or panoptic overlays and the COCO panoptic format (panoptic), for an image or a folder."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from seglab.cli.common import console
 from seglab.engine.checkpoint import read_config
 from seglab.engine.tasks import task_of_checkpoint
 from seglab.inference.instance_predictor import InstancePredictor
+from seglab.inference.panoptic_predictor import PanopticPredictor
 from seglab.inference.predictor import Predictor
 
 
@@ -22,8 +23,16 @@ def predict(
     score_threshold: float = typer.Option(0.5, help="instance models: lowest score drawn (results keep all)"),
 ) -> None:
     """Semantic: <name>.png (pixel value = class id) and <name>_overlay.png per image. Instance:
-    <name>_overlay.png (each instance outlined in its colour, box, class and score) and results.json."""
-    if task_of_checkpoint(read_config(checkpoint)).name == "instance":
+    <name>_overlay.png (each instance outlined in its colour, box, class and score) and results.json.
+    Panoptic: <name>_overlay.png (stuff coloured, thing instances shaded and outlined) and the COCO
+    panoptic format (panoptic/<name>.png + panoptic.json)."""
+    task = task_of_checkpoint(read_config(checkpoint)).name
+    if task == "panoptic":
+        panoptic = PanopticPredictor(checkpoint, device=device).predict_files(source, out)
+        console.print(f"wrote {len(panoptic)} overlays, {sum(w.instances for w in panoptic)} thing instances and the "
+                      f"COCO panoptic format (panoptic.json, panoptic/) to {out}")
+        return
+    if task == "instance":
         written = InstancePredictor(checkpoint, device=device, score_threshold=score_threshold).predict_files(source, out)
         count = sum(w.detections for w in written)
         console.print(f"wrote {len(written)} overlays and {count} detections ({written[0].results.name}) to {out}"

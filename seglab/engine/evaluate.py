@@ -94,3 +94,33 @@ def evaluate_instances(
     model.train(was_training)
     metrics = evaluator.compute()
     return {**metrics, "results": evaluator.results()} if keep_results else metrics
+
+
+@torch.no_grad()
+def evaluate_panoptic(
+    model: nn.Module,
+    loader: Iterable[tuple[list[Tensor], list[Any]]],
+    *,
+    classes: Sequence[str],
+    thing_classes: Sequence[int],
+    device: torch.device,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Panoptic quality of a panoptic model over ``loader`` (see ``seglab.metrics.panoptic.PanopticQuality``).
+
+    Statistics are summed over processes before computing. The model is put in eval mode and
+    restored to its previous mode afterwards.
+    """
+    from seglab.metrics.panoptic import PanopticQuality
+
+    was_training = model.training
+    model.eval()
+    quality = PanopticQuality(classes, thing_classes)
+    for images, targets in loader:
+        predictions = [p.to("cpu") for p in model([image.to(device) for image in images])]
+        quality.update(predictions, [t.to("cpu") for t in targets])
+        if progress is not None:
+            progress(len(images))
+    quality.all_reduce()
+    model.train(was_training)
+    return quality.compute()

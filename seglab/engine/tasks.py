@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from seglab.data import collate_instance, collate_semantic, eval_transforms, train_transforms
+from seglab.data import collate_instance, collate_panoptic, collate_semantic, eval_transforms, train_transforms
 from seglab.data.datasets import dataset_tasks
 from seglab.errors import ConfigError
 from seglab.registry import model_spec
@@ -37,6 +37,10 @@ class _Task:
         # Labels stay at their own resolution: semantic models see inputs resized in evaluate(), instance
         # models resize inside and map boxes and masks back to the input. Only input normalisation applies.
         return eval_transforms(augment=data.augment)
+
+    def model_kwargs(self, dataset: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Builder arguments the task takes from the training data (none but panoptic's thing classes)."""
+        return {}
 
 
 @dataclass(frozen=True)
@@ -91,10 +95,48 @@ class InstanceTask(_Task):
         return f"val mask AP {metrics['segm_ap']:.4f}, box AP {metrics['bbox_ap']:.4f}"
 
 
-TASKS: dict[str, SemanticTask | InstanceTask] = {"semantic": SemanticTask(), "instance": InstanceTask()}
+@dataclass(frozen=True)
+class PanopticTask(_Task):
+    """Stuff and things: lists of images and PanopticTargets, panoptic quality, best checkpoint by PQ."""
+
+    name: str = "panoptic"
+    best_metric: str = "pq"
+
+    def collate(self, batch: list[Any]) -> tuple[list[Tensor], list[Any]]:
+        return collate_panoptic(batch)
+
+    def to_device(self, images: Any, targets: Any, device: torch.device) -> tuple[Any, Any]:
+        return [image.to(device, non_blocking=True) for image in images], [t.to(device) for t in targets]
+
+    def model_kwargs(self, dataset: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The dataset's ``thing_classes`` (panoptic models split things from stuff), unless the recipe sets them."""
+        if "thing_classes" in kwargs:
+            return {}
+        things = getattr(dataset, "thing_classes", None)
+        if not things:
+            raise ConfigError(f"{getattr(dataset, 'name', type(dataset).__name__)} does not say which classes are "
+                              "things; set model.kwargs.thing_classes (class ids) in the recipe")
+        return {"thing_classes": [int(c) for c in things]}
+
+    def evaluate(self, model: nn.Module, loader: Iterable[Any], *, dataset: Any, device: torch.device,
+                 input_size: tuple[int, int] | None = None, progress: Progress = None,
+                 keep_results: bool = False) -> dict[str, Any]:
+        """PQ, SQ, RQ for all classes, things and stuff, and per class (``seglab.metrics.panoptic``)."""
+        from seglab.engine.evaluate import evaluate_panoptic
+
+        return evaluate_panoptic(model, loader, classes=dataset.classes, thing_classes=dataset.thing_classes,
+                                 device=device, progress=progress)
+
+    def summary(self, metrics: dict[str, Any]) -> str:
+        return (f"val PQ {metrics['pq']:.4f} (SQ {metrics['sq']:.4f}, RQ {metrics['rq']:.4f}; things "
+                f"{metrics['pq_things']:.4f}, stuff {metrics['pq_stuff']:.4f})")
 
 
-def task_of(model: str) -> SemanticTask | InstanceTask:
+Task = SemanticTask | InstanceTask | PanopticTask
+TASKS: dict[str, Task] = {"semantic": SemanticTask(), "instance": InstanceTask(), "panoptic": PanopticTask()}
+
+
+def task_of(model: str) -> Task:
     """The adapter of a registered model's task."""
     task = model_spec(model).task
     if task not in TASKS:
@@ -102,7 +144,7 @@ def task_of(model: str) -> SemanticTask | InstanceTask:
     return TASKS[task]
 
 
-def task_of_checkpoint(config: dict[str, Any]) -> SemanticTask | InstanceTask:
+def task_of_checkpoint(config: dict[str, Any]) -> Task:
     """The adapter of a checkpoint: its config.json's ``task``, or its model's for older checkpoints."""
     task = config.get("task") or model_spec(config["model"]).task
     if task not in TASKS:

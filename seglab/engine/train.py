@@ -117,9 +117,9 @@ def build_eval_loader(recipe: Recipe, info: DistInfo, split: str, task: Any = No
                       generator=torch.Generator())  # evaluating must not draw from the global RNG either
 
 
-def build_model(recipe: Recipe, num_classes: int) -> nn.Module:
-    """The recipe's model (builder kwargs from model.kwargs and the loss section)."""
-    return create_model(recipe.model.name, num_classes=num_classes, **model_kwargs(recipe))
+def build_model(recipe: Recipe, num_classes: int, **extra: Any) -> nn.Module:
+    """The recipe's model (builder kwargs from model.kwargs and the loss section, plus ``extra`` from the data)."""
+    return create_model(recipe.model.name, num_classes=num_classes, **model_kwargs(recipe), **extra)
 
 
 def train(
@@ -176,7 +176,8 @@ def _build(recipe: Recipe, task: Any, info: DistInfo) -> _Run:
     loader, seeded, sampler = build_train_loader(recipe, info, task)
     val_split = recipe.eval.split or recipe.data.val_split
     val_loader = build_eval_loader(recipe, info, val_split, task) if val_split else None
-    model = build_model(recipe, seeded.dataset.num_classes).to(info.device)
+    dataset = seeded.dataset
+    model = build_model(recipe, dataset.num_classes, **task.model_kwargs(dataset, recipe.model.kwargs)).to(info.device)
     optimizer = build_optimizer(recipe.optim, model)
     schedule = resolve_schedule(recipe.schedule, len(loader))  # epochs and schedule.scale -> iterations
     amp = recipe.train.amp and info.device.type == "cuda"
@@ -304,6 +305,7 @@ def _weights_config(recipe: Recipe, dataset: Any, model: nn.Module) -> dict[str,
         "task": task_of(recipe.model.name).name,
         # contiguous label -> the dataset's category id (COCO's 1..90), so results map back
         "category_ids": list(dataset.category_ids) if getattr(dataset, "category_ids", None) is not None else None,
+        "thing_classes": [int(c) for c in dataset.thing_classes] if getattr(dataset, "thing_classes", None) else None,
         "input_size": list(recipe.data.resize) if recipe.data.resize else None,
         "recipe": recipe.model_dump(mode="json"),
     }
