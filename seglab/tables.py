@@ -482,7 +482,9 @@ def _results_table(number: int, entries: Sequence[PublishedRecipe], runs: Sequen
                 "time": _duration(run.seconds),
             })
         if not mine:
-            rows.append(paper | blank)
+            registered = entry.recipe.model.name in list_models()
+            rows.append(paper | blank | {"seglab run": NO_RUN if registered else f"{entry.recipe.model.name}: "
+                                                                                 f"{NOT_REGISTERED}"})
     where = ", ".join(map(str, run_dirs)) or f"no directory ({DEFAULT_RUNS} does not exist; see --runs)"
     notes = [f"ours: every run record ({RESULT_FILE}) under {where}, scored on the dataset and split in its "
              "row after the budget in its row; neither is the paper's setting, so the two numbers are not comparable"]

@@ -267,6 +267,8 @@ def test_table_8_matches_runs_by_their_published_row(tmp_path: Path) -> None:
     assert line["paper (survey)"] == "COCO test: AP50 60%, AP75 39.4%"
     assert (line["ours"], line["budget"], line["hardware"], line["time"]) == (
         "AP 12.5%", "50 steps x 16 at shorter side 800", "CPU, 1 thread", "30 s")
+    sds = next(line for line in table.rows if line["model"].startswith("SDS"))
+    assert sds["seglab run"] == "sds_alexnet: not registered yet", "a row without a model says so, not 'no run'"
 
 
 def test_bad_run_records_name_the_file_and_field(tmp_path: Path) -> None:

@@ -10,8 +10,10 @@ stride-2 max-pool is that subsampling), so torchvision's Mask R-CNN FPN weights 
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Sequence
+from functools import partial
 
 from torch import Tensor, nn
 from torchvision.ops import FeaturePyramidNetwork
@@ -28,13 +30,15 @@ class FPN(nn.Module):
         in_levels: backbone levels to use, finest first ("c2", "c3", "c4", "c5").
         out_channels: d (256 in the paper).
         extra_level: add p6 by subsampling the coarsest output (the RPN's extra level, sec. 4.1).
+        group_norm: groups of a GroupNorm after every lateral and output conv (their bias dropped), as
+            Detectron's FPN.USE_GN; None (the FPN paper, torchvision) for plain convs.
 
     Forward: {"c2": [N, C2, H/4, W/4], ..., "c5": ...} -> {"p2": [N, d, H/4, W/4], ..., "p6": [N, d, H/64, W/64]}.
     """
 
     def __init__(
         self, in_specs: dict[str, FeatureSpec], *, in_levels: Sequence[str] = ("c2", "c3", "c4", "c5"),
-        out_channels: int = 256, extra_level: bool = True,
+        out_channels: int = 256, extra_level: bool = True, group_norm: int | None = None,
     ) -> None:
         super().__init__()
         self.out_channels = out_channels
@@ -43,6 +47,7 @@ class FPN(nn.Module):
         self.fpn = FeaturePyramidNetwork(
             [in_specs[level].channels for level in self.in_levels], out_channels,
             extra_blocks=LastLevelMaxPool() if extra_level else None,
+            norm_layer=None if group_norm is None else partial(nn.GroupNorm, math.gcd(group_norm, out_channels)),
         )
         self.feature_specs = {out: FeatureSpec(out_channels, in_specs[level].stride)
                               for out, level in zip(self.out_levels, self.in_levels)}

@@ -108,6 +108,30 @@ def mask_rcnn_parts(
         weighted: whether weights will be loaded (FrozenBN and 3 trained stages by default).
         coco_v1_weights: torchvision's COCO_V1 file will be loaded (frozen BN eps 0).
     """
+    encoder, rebuild = resnet_encoder(backbone, pretrained_backbone=pretrained_backbone, frozen_bn=frozen_bn,
+                                      trainable_layers=trainable_layers, frozen_bn_eps=frozen_bn_eps,
+                                      weighted=weighted, coco_v1_weights=coco_v1_weights)
+    neck = FPN(encoder.feature_specs, out_channels=fpn_channels)
+    parts = dict(
+        backbone=encoder,
+        neck=neck,
+        proposer=region_proposals(fpn_channels, neck.out_levels, anchor_sizes, rpn_pre_nms_top_n, rpn_post_nms_top_n),
+        box_pooler=MultiScaleRoIAlign(POOLED_LEVELS, output_size=7, sampling_ratio=2),
+        box_head=RoIBoxHead(fpn_channels, pool_size=7, hidden=box_hidden, num_classes=num_classes),
+        mask_pooler=MultiScaleRoIAlign(POOLED_LEVELS, output_size=14, sampling_ratio=2),
+        mask_head=RoIMaskHead(fpn_channels, num_classes=num_classes, channels=mask_channels),
+        num_classes=num_classes, min_size=min_size, max_size=max_size,
+        roi=RoISettings(batch_per_image=roi_batch_per_image, score_threshold=score_threshold,
+                        max_detections=max_detections, box_loss_beta=box_loss_beta),
+    )
+    return parts, rebuild
+
+
+def resnet_encoder(
+    backbone: str, *, pretrained_backbone: str | Path | None, frozen_bn: bool | None, trainable_layers: int | None,
+    frozen_bn_eps: float | None, weighted: bool, coco_v1_weights: bool,
+) -> tuple[Any, dict[str, Any]]:
+    """The ResNet with the paper's fine-tuning rules (see ``mask_rcnn``), and what they decided (rebuild kwargs)."""
     weighted = weighted or pretrained_backbone is not None
     frozen_bn = weighted if frozen_bn is None else frozen_bn
     trainable_layers = (3 if weighted else 5) if trainable_layers is None else trainable_layers
@@ -117,24 +141,17 @@ def mask_rcnn_parts(
     if frozen_bn:
         freeze_batchnorm(encoder, eps=frozen_bn_eps)
     freeze_resnet_stages(encoder, trainable_layers=trainable_layers)
-    neck = FPN(encoder.feature_specs, out_channels=fpn_channels)
-    parts = dict(
-        backbone=encoder,
-        neck=neck,
-        proposer=RegionProposalNetwork(
-            in_channels=fpn_channels, levels=neck.out_levels, anchor_sizes=[(s,) for s in anchor_sizes],
-            anchor_ratios=[(0.5, 1.0, 2.0)] * len(anchor_sizes), pre_nms_top_n=rpn_pre_nms_top_n,
-            post_nms_top_n=rpn_post_nms_top_n,
-        ),
-        box_pooler=MultiScaleRoIAlign(POOLED_LEVELS, output_size=7, sampling_ratio=2),
-        box_head=RoIBoxHead(fpn_channels, pool_size=7, hidden=box_hidden, num_classes=num_classes),
-        mask_pooler=MultiScaleRoIAlign(POOLED_LEVELS, output_size=14, sampling_ratio=2),
-        mask_head=RoIMaskHead(fpn_channels, num_classes=num_classes, channels=mask_channels),
-        num_classes=num_classes, min_size=min_size, max_size=max_size,
-        roi=RoISettings(batch_per_image=roi_batch_per_image, score_threshold=score_threshold,
-                        max_detections=max_detections, box_loss_beta=box_loss_beta),
+    return encoder, {"frozen_bn": frozen_bn, "trainable_layers": trainable_layers, "frozen_bn_eps": frozen_bn_eps}
+
+
+def region_proposals(channels: int, levels: Sequence[str], anchor_sizes: Sequence[int],
+                     pre_nms_top_n: tuple[int, int], post_nms_top_n: tuple[int, int]) -> RegionProposalNetwork:
+    """The FPN RPN (FPN sec. 4.1): one anchor size per level, ratios 0.5, 1, 2."""
+    return RegionProposalNetwork(
+        in_channels=channels, levels=levels, anchor_sizes=[(size,) for size in anchor_sizes],
+        anchor_ratios=[(0.5, 1.0, 2.0)] * len(anchor_sizes), pre_nms_top_n=pre_nms_top_n,
+        post_nms_top_n=post_nms_top_n,
     )
-    return parts, {"frozen_bn": frozen_bn, "trainable_layers": trainable_layers, "frozen_bn_eps": frozen_bn_eps}
 
 
 register_model(
