@@ -102,3 +102,18 @@ def test_semantic_loss_is_half_the_cross_entropy_of_the_semantic_branch() -> Non
     logits = F.interpolate(captured["logits"], scale_factor=4, mode="bilinear", align_corners=False)
     labels = model.classes.semantic_target(targets[0].semantic)[None]
     assert torch.allclose(losses["loss_sem_seg"], 0.5 * F.cross_entropy(logits, labels, ignore_index=255))
+
+
+def test_two_separately_built_models_assemble_into_a_panoptic_model() -> None:
+    from seglab.models.panoptic.semantic_instance import SemanticInstanceFusion
+
+    torch.manual_seed(0)
+    semantic = seglab.create_model("unet", num_classes=4, base_channels=8)
+    instance = seglab.create_model("mask_rcnn_resnet50_fpn", num_classes=4,
+                                   **seglab.model_spec("mask_rcnn_resnet50_fpn").test_kwargs)
+    model = SemanticInstanceFusion.from_models(semantic, instance, thing_classes=[1, 2, 3]).eval()
+    with torch.no_grad():
+        out = model([torch.rand(3, 40, 56)])[0]
+    assert out.semantic.shape == (40, 56)
+    with pytest.raises(ConfigError, match="needs? 3 \\(background \\+ things"):
+        SemanticInstanceFusion.from_models(semantic, instance, thing_classes=[1, 2])
