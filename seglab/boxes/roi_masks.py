@@ -2,7 +2,8 @@
 
 Mask R-CNN sec. 3: "The mask target is the intersection between an RoI and its associated
 ground-truth mask", an m x m crop resampled with RoIAlign; at test time "the m x m floating-number
-mask output is then resized to the RoI size, and binarized at a threshold of 0.5".
+mask output is then resized to the RoI size, and binarized at a threshold of 0.5". TensorMask's
+binary targets (``binary_mask_targets``) are cut the same way from its sliding windows.
 """
 
 from __future__ import annotations
@@ -32,6 +33,27 @@ def mask_targets(gt_masks: Tensor, boxes: Tensor, matched: Tensor, size: int) ->
         return boxes.new_zeros(0, size, size)
     rois = torch.cat([matched.to(boxes.dtype)[:, None], boxes], dim=1)
     return roi_align(gt_masks[:, None].to(boxes.dtype), rois, (size, size), spatial_scale=1.0)[:, 0]
+
+
+def binary_mask_targets(gt_masks: Tensor, matched: Tensor, boxes: Tensor, size: int) -> Tensor:
+    """The ground-truth mask of each box, cropped and resampled to ``size`` x ``size``, then binarised.
+
+    detectron2's ``BitMasks.crop_and_resize``, which TensorMask's release trains with: RoIAlign with
+    ``aligned=True`` and adaptive sampling, then >= 0.5.
+
+    Args:
+        gt_masks: [G, H, W] binary masks of one image.
+        matched: [R] int64 index of each box's ground truth in ``gt_masks``.
+        boxes: [R, 4] XYXY in pixels of the masks (may extend past the image).
+        size: output side.
+
+    Returns:
+        [R, size, size] float in {0, 1}.
+    """
+    rois = torch.cat([matched.to(boxes.dtype)[:, None], boxes], dim=1)
+    crops = roi_align(gt_masks[:, None].to(boxes.dtype), rois, (size, size), spatial_scale=1.0, sampling_ratio=0,
+                      aligned=True)
+    return (crops[:, 0] >= 0.5).to(boxes.dtype)
 
 
 def paste_masks(masks: Tensor, boxes: Tensor, image_size: tuple[int, int], *, padding: int = 1) -> Tensor:

@@ -23,10 +23,17 @@ from torch import nn
 from seglab.errors import ConfigError, closest
 from seglab.losses.binary import DeepMaskLoss, binary_cross_entropy
 from seglab.losses.cross_entropy import PixelCrossEntropy
-from seglab.losses.detection import fast_rcnn_losses, mask_rcnn_losses, mask_rcnn_mask_loss, rpn_losses, smooth_l1
+from seglab.losses.detection import (
+    fast_rcnn_losses,
+    mask_rcnn_losses,
+    mask_rcnn_mask_loss,
+    rpn_losses,
+    smooth_l1,
+    tensormask_mask_loss,
+)
 from seglab.losses.dice import CrossEntropyDiceLoss, DiceLoss
 from seglab.losses.dual_task import DualTaskLoss
-from seglab.losses.focal import FocalLoss, sigmoid_focal_loss
+from seglab.losses.focal import FocalLoss, sigmoid_focal_loss, sigmoid_focal_loss_star
 
 __all__ = [
     "CrossEntropyDiceLoss",
@@ -45,7 +52,9 @@ __all__ = [
     "pixel_criterion",
     "rpn_losses",
     "sigmoid_focal_loss",
+    "sigmoid_focal_loss_star",
     "smooth_l1",
+    "tensormask_mask_loss",
 ]
 
 Weights = Sequence[float] | None

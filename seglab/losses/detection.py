@@ -10,6 +10,10 @@
 - Mask R-CNN (He et al., arXiv 1703.06870, sec. 3): L = L_cls + L_box + L_mask, where L_mask is
   the average per-pixel binary cross-entropy of the m x m mask of the ground-truth class only, on
   positive RoIs (survey Table 6: "log loss + L1 + average binary cross-entropy").
+- TensorMask (Chen et al., arXiv 1903.12174, sec. 4, training): per-pixel BCE of each positive window's
+  S x S mask against the ground truth cropped to the window, positives weighted 1.5, each window's
+  sum weighted 2 / S^2 (detectron2 TensorMask POSITIVE_WEIGHT, MASK_LOSS_WEIGHT; the model divides
+  by the number of foreground windows).
 
 Conventions: labels are int64 in [0, K] with 0 = background; per-class outputs are indexed by the
 label (slot 0 unused), or class-agnostic with a single slot.
@@ -23,7 +27,8 @@ from torch import Tensor
 
 from seglab.errors import InputError
 
-__all__ = ["fast_rcnn_losses", "mask_rcnn_losses", "mask_rcnn_mask_loss", "rpn_losses", "smooth_l1"]
+__all__ = ["fast_rcnn_losses", "mask_rcnn_losses", "mask_rcnn_mask_loss", "rpn_losses", "smooth_l1",
+           "tensormask_mask_loss"]
 
 
 def smooth_l1(inputs: Tensor, targets: Tensor, *, beta: float = 1.0) -> Tensor:
@@ -193,3 +198,33 @@ def rpn_losses(
     positive = (anchor_labels == 1).to(box_deltas.dtype)[:, None]
     box = (smooth_l1(box_deltas, box_targets.to(box_deltas.dtype), beta=beta) * positive).sum()
     return {"loss_rpn_objectness": objectness / num_sampled, "loss_rpn_box": box_weight * box / num_sampled}
+
+
+def tensormask_mask_loss(mask_logits: Tensor, mask_targets: Tensor, *, pos_weight: float = 1.5,
+                         loss_weight: float = 2.0) -> Tensor:
+    """Summed per-pixel BCE of P windows' S x S masks, weighted ``loss_weight / S^2`` per pixel.
+
+    Args:
+        mask_logits: [P, S, S] float, the natural-form masks of the positive windows of one size.
+        mask_targets: [P, S, S] float in {0, 1}, their ground truth cropped to the windows.
+        pos_weight: weight of the foreground pixels (1.5, TensorMask POSITIVE_WEIGHT).
+        loss_weight: the weight of one window's mean-like sum (2, MASK_LOSS_WEIGHT).
+
+    Returns:
+        A scalar: sum over windows of ``loss_weight`` x (weighted BCE summed over the S^2 pixels) / S^2;
+        0 with a gradient path when P = 0.
+    """
+    name = "tensormask_mask_loss"
+    if mask_logits.dim() != 3 or mask_logits.shape[1] != mask_logits.shape[2]:
+        raise InputError(f"{name}: mask_logits has shape {list(mask_logits.shape)}; expected [P, S, S]")
+    if mask_targets.shape != mask_logits.shape:
+        raise InputError(f"{name}: mask_targets has shape {list(mask_targets.shape)}; expected "
+                         f"{list(mask_logits.shape)}")
+    if mask_logits.shape[0] == 0:
+        return mask_logits.sum() * 0.0
+    side = mask_logits.shape[-1]
+    bce = F.binary_cross_entropy_with_logits(
+        mask_logits, mask_targets.to(mask_logits.dtype), reduction="sum",
+        pos_weight=torch.tensor(pos_weight, dtype=mask_logits.dtype, device=mask_logits.device),
+    )
+    return bce * (loss_weight / side**2)

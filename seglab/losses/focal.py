@@ -4,7 +4,8 @@ FL(p_t) = -alpha_t (1 - p_t)^gamma log(p_t): cross-entropy scaled down on well-c
 examples, so the many easy pixels (or anchors) stop dominating the gradient. TensorMask uses it
 for class imbalance (survey Table 6). ``FocalLoss`` is the softmax form over pixels, a drop-in for
 PixelCrossEntropy (gamma = 0 gives it back exactly); ``sigmoid_focal_loss`` is the paper's
-per-class binary form.
+per-class binary form; ``sigmoid_focal_loss_star`` is FL*, the variant of the paper's appendix A
+that TensorMask trains with.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from torch import Tensor, nn
 from seglab.errors import InputError
 from seglab.losses.cross_entropy import check_pixel_inputs
 
-__all__ = ["FocalLoss", "sigmoid_focal_loss"]
+__all__ = ["FocalLoss", "sigmoid_focal_loss", "sigmoid_focal_loss_star"]
 
 
 class FocalLoss(nn.Module):
@@ -105,6 +106,43 @@ def sigmoid_focal_loss(
     p = logits.sigmoid()
     p_t = p * targets + (1 - p) * (1 - targets)
     loss = ce * (1 - p_t).pow(gamma) if gamma > 0 else ce
+    if alpha is not None:
+        loss = loss * (alpha * targets + (1 - alpha) * (1 - targets))
+    if reduction == "none":
+        return loss
+    return loss.sum() if reduction == "sum" else loss.mean()
+
+
+def sigmoid_focal_loss_star(
+    logits: Tensor, targets: Tensor, *, alpha: float | None = 0.3, gamma: float = 3.0,
+    reduction: Literal["mean", "sum", "none"] = "sum",
+) -> Tensor:
+    """FL*, the focal loss variant of RetinaNet's appendix A, per element.
+
+    With x_t = x (2 y - 1) (the logit signed by the label), p*_t = sigmoid(gamma x_t) and
+    FL* = -log(p*_t) / gamma, weighted by alpha_t (appendix A with beta = 0, as fvcore's
+    ``sigmoid_focal_loss_star`` that TensorMask calls). TensorMask uses gamma = 3, alpha = 0.3
+    (detectron2 ``projects/TensorMask`` config FOCAL_LOSS_GAMMA, FOCAL_LOSS_ALPHA); gamma = 1 without
+    alpha is the binary cross-entropy.
+
+    Args:
+        logits: [...] float scores, one per (anchor, class).
+        targets: [...] float in {0, 1}, same shape as logits.
+        alpha: weight of the positives (1 - alpha on negatives); None: no weighting.
+        gamma: > 0; larger values make the loss of well-classified examples fall off faster.
+        reduction: "sum" (TensorMask divides by the number of foreground anchors), "mean" or "none".
+
+    Returns:
+        A scalar, or a tensor shaped like logits for "none".
+    """
+    if not isinstance(targets, Tensor) or not isinstance(logits, Tensor) or targets.shape != logits.shape:
+        got = list(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
+        want = list(logits.shape) if isinstance(logits, Tensor) else "?"
+        raise InputError(f"sigmoid_focal_loss_star: targets has shape {got}; expected the shape of logits {want}")
+    if gamma <= 0:
+        raise InputError(f"sigmoid_focal_loss_star: gamma is {gamma}; expected gamma > 0")
+    targets = targets.to(logits.dtype)
+    loss = -F.logsigmoid(gamma * logits * (2 * targets - 1)) / gamma
     if alpha is not None:
         loss = loss * (alpha * targets + (1 - alpha) * (1 - targets))
     if reduction == "none":
