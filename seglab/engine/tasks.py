@@ -124,8 +124,12 @@ class PanopticTask(_Task):
         """PQ, SQ, RQ for all classes, things and stuff, and per class (``seglab.metrics.panoptic``)."""
         from seglab.engine.evaluate import evaluate_panoptic
 
-        return evaluate_panoptic(model, loader, classes=dataset.classes, thing_classes=dataset.thing_classes,
-                                 device=device, progress=progress)
+        # the model's own split (it may come from the recipe's thing_classes), else the dataset's
+        things = getattr(getattr(model, "classes", None), "things", None) or getattr(dataset, "thing_classes", None)
+        if not things:
+            raise ConfigError("neither the model nor the dataset says which classes are things (thing_classes)")
+        return evaluate_panoptic(model, loader, classes=dataset.classes, thing_classes=things, device=device,
+                                 progress=progress)
 
     def summary(self, metrics: dict[str, Any]) -> str:
         return (f"val PQ {metrics['pq']:.4f} (SQ {metrics['sq']:.4f}, RQ {metrics['rq']:.4f}; things "
