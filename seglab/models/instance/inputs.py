@@ -10,7 +10,7 @@ torchvision weights give the same detections; ``min_size=None`` keeps images at 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,3 +136,24 @@ def scale_boxes(boxes: Tensor, from_size: tuple[int, int], to_size: tuple[int, i
     ratio_w = torch.tensor(to_size[1], dtype=torch.float32) / torch.tensor(from_size[1], dtype=torch.float32)
     ratios = torch.stack([ratio_w, ratio_h, ratio_w, ratio_h]).to(boxes.device)
     return boxes * ratios.to(boxes.dtype)
+
+
+def prepare_inputs(
+    images: Any, targets: Any, *, model: str, training: bool, num_classes: int, normalize: Any,
+    min_size: Callable[[], int | None], max_size: int | None, size_divisible: int,
+) -> tuple[ImageBatch, list[InstanceTarget] | None]:
+    """Check images and targets, then normalise, resize (shorter side ``min_size()`` per image) and pad
+    into an ImageBatch; targets follow the resize. Every instance model's ``prepare``.
+
+    Raises:
+        InputError: bad images or targets, or training without targets.
+    """
+    images = as_image_list(images, model=model)
+    if training and targets is None:
+        raise InputError(f"{model} is in training mode: pass targets, or call model.eval() to predict")
+    checked = as_targets(targets, images, model=model, num_classes=num_classes) if targets is not None else None
+    batch = batch_images(images, normalize, min_sizes=[min_size() for _ in images], max_size=max_size,
+                         size_divisible=size_divisible)
+    if checked is not None:
+        checked = [resize_target(t, size) for t, size in zip(checked, batch.image_sizes)]
+    return batch, checked

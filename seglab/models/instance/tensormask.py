@@ -54,14 +54,12 @@ from torchvision.ops import batched_nms, clip_boxes_to_image
 from seglab.boxes import AnchorGenerator, BoxCoder, ignore_crowd_negatives, paste_masks
 from seglab.boxes.containment import assign_by_containment
 from seglab.boxes.roi_masks import binary_mask_targets
-from seglab.errors import ConfigError, InputError
+from seglab.errors import ConfigError
 from seglab.heads.tensormask import AnchorGrid, DenseOutputs, TensorMaskHead, flatten_levels, window_grid
 from seglab.layers.normalize import Normalize
 from seglab.losses.detection import smooth_l1, tensormask_mask_loss
 from seglab.losses.focal import sigmoid_focal_loss_star
-from seglab.models.instance.inputs import (
-    ImageBatch, as_image_list, as_targets, batch_images, resize_target, scale_boxes,
-)
+from seglab.models.instance.inputs import ImageBatch, prepare_inputs, scale_boxes
 from seglab.models.instance.mask_rcnn import resnet_encoder
 from seglab.necks.fpn import FPN
 from seglab.registry import ModelSpec, register_model
@@ -134,16 +132,9 @@ class TensorMask(nn.Module):
 
     def prepare(self, images: Any, targets: Any) -> tuple[ImageBatch, list[InstanceTarget] | None]:
         """Check inputs, then normalise, resize and pad to a multiple of 128; targets follow the resize."""
-        name = type(self).__name__
-        images = as_image_list(images, model=name)
-        if self.training and targets is None:
-            raise InputError(f"{name} is in training mode: pass targets, or call model.eval() to predict")
-        checked = as_targets(targets, images, model=name, num_classes=self.num_classes) if targets is not None else None
-        batch = batch_images(images, self.normalize, min_sizes=[self._min_size() for _ in images],
-                             max_size=self.max_size, size_divisible=SIZE_DIVISIBLE)
-        if checked is not None:
-            checked = [resize_target(t, size) for t, size in zip(checked, batch.image_sizes)]
-        return batch, checked
+        return prepare_inputs(images, targets, model=type(self).__name__, training=self.training,
+                              num_classes=self.num_classes, normalize=self.normalize, min_size=self._min_size,
+                              max_size=self.max_size, size_divisible=SIZE_DIVISIBLE)
 
     def _min_size(self) -> int | None:
         if self.min_size is None or not self.training:

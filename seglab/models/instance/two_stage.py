@@ -21,13 +21,12 @@ from torch import Tensor, nn
 from torchvision.ops import MultiScaleRoIAlign
 
 from seglab.boxes import BoxCoder, mask_targets, paste_masks
-from seglab.errors import InputError
 from seglab.heads.roi_box import BOX_WEIGHTS, RoIBoxHead, SampledRoIs, detect_boxes, sample_rois
 from seglab.heads.roi_mask import RoIMaskHead, mask_probabilities
 from seglab.heads.rpn import RegionProposalNetwork
 from seglab.layers.normalize import Normalize
 from seglab.losses.detection import fast_rcnn_losses, mask_rcnn_mask_loss
-from seglab.models.instance.inputs import ImageBatch, as_image_list, as_targets, batch_images, resize_target, scale_boxes
+from seglab.models.instance.inputs import ImageBatch, prepare_inputs, scale_boxes
 from seglab.structures import InstancePrediction, InstanceTarget
 
 
@@ -118,16 +117,9 @@ class TwoStageSegmenter(nn.Module):
 
     def prepare(self, images: Any, targets: Any) -> tuple[ImageBatch, list[InstanceTarget] | None]:
         """Check inputs, then normalise, resize and pad; targets follow the resize."""
-        name = type(self).__name__
-        images = as_image_list(images, model=name)
-        if self.training and targets is None:
-            raise InputError(f"{name} is in training mode: pass targets, or call model.eval() to predict")
-        checked = as_targets(targets, images, model=name, num_classes=self.num_classes) if targets is not None else None
-        batch = batch_images(images, self.normalize, min_sizes=[self._min_size() for _ in images],
-                             max_size=self.max_size, size_divisible=self.size_divisible)
-        if checked is not None:
-            checked = [resize_target(t, size) for t, size in zip(checked, batch.image_sizes)]
-        return batch, checked
+        return prepare_inputs(images, targets, model=type(self).__name__, training=self.training,
+                              num_classes=self.num_classes, normalize=self.normalize, min_size=self._min_size,
+                              max_size=self.max_size, size_divisible=self.size_divisible)
 
     def _min_size(self) -> int | None:
         if self.min_size is None:
