@@ -24,9 +24,11 @@ __all__ = ["DeepMaskLoss", "binary_cross_entropy"]
 
 
 def _check_same_shape(name: str, logits: Tensor, other: Tensor, other_name: str) -> None:
-    if not isinstance(other, Tensor) or other.shape != logits.shape:
+    """InputError unless ``other`` is a tensor shaped like ``logits`` (shared by the binary and focal losses)."""
+    if not isinstance(logits, Tensor) or not isinstance(other, Tensor) or other.shape != logits.shape:
         got = list(other.shape) if isinstance(other, Tensor) else type(other).__name__
-        raise InputError(f"{name}: {other_name} has shape {got}; expected the shape of the logits {list(logits.shape)}")
+        want = list(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise InputError(f"{name}: {other_name} has shape {got}; expected the shape of the logits {want}")
 
 
 def binary_cross_entropy(

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seglab.errors import InputError
+from seglab.losses.binary import _check_same_shape
 from seglab.losses.cross_entropy import check_pixel_inputs
 
 __all__ = ["FocalLoss", "sigmoid_focal_loss", "sigmoid_focal_loss_star"]
@@ -97,10 +98,7 @@ def sigmoid_focal_loss(
     Returns:
         A scalar, or a tensor shaped like logits for "none".
     """
-    if not isinstance(targets, Tensor) or not isinstance(logits, Tensor) or targets.shape != logits.shape:
-        got = list(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
-        want = list(logits.shape) if isinstance(logits, Tensor) else "?"
-        raise InputError(f"sigmoid_focal_loss: targets has shape {got}; expected the shape of logits {want}")
+    _check_same_shape("sigmoid_focal_loss", logits, targets, "targets")
     targets = targets.to(logits.dtype)
     ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
     p = logits.sigmoid()
@@ -135,10 +133,7 @@ def sigmoid_focal_loss_star(
     Returns:
         A scalar, or a tensor shaped like logits for "none".
     """
-    if not isinstance(targets, Tensor) or not isinstance(logits, Tensor) or targets.shape != logits.shape:
-        got = list(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
-        want = list(logits.shape) if isinstance(logits, Tensor) else "?"
-        raise InputError(f"sigmoid_focal_loss_star: targets has shape {got}; expected the shape of logits {want}")
+    _check_same_shape("sigmoid_focal_loss_star", logits, targets, "targets")
     if gamma <= 0:
         raise InputError(f"sigmoid_focal_loss_star: gamma is {gamma}; expected gamma > 0")
     targets = targets.to(logits.dtype)
