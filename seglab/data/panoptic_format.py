@@ -193,6 +193,8 @@ class PanopticWriter:
             "color": [int(c) for c in palette[cls]],
         } for cls, (category_id, name) in enumerate(zip(self.category_ids, classes))), key=lambda c: c["id"])
         self.annotations: list[dict[str, Any]] = []
+        self._image_ids: set[int] = set()  # add() refuses repeats without scanning the annotations
+        self._file_names: set[str] = set()
         try:
             self.png_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -207,7 +209,7 @@ class PanopticWriter:
             DataError: the PNG cannot be written.
         """
         file_name = f"{file_stem}.png"
-        if any(a["image_id"] == image_id or a["file_name"] == file_name for a in self.annotations):
+        if image_id in self._image_ids or file_name in self._file_names:
             raise InputError(f"PanopticWriter.add: image id {image_id} or file {file_name!r} was already added")
         rgb, segments_info = encode_panoptic(semantic, instance_ids, thing_classes=self.thing_classes,
                                              category_ids=self.category_ids)
@@ -217,6 +219,8 @@ class PanopticWriter:
         except (OSError, ValueError) as err:
             raise DataError(f"cannot write panoptic PNG {str(path)!r}: {err}") from err
         self.annotations.append({"image_id": int(image_id), "file_name": file_name, "segments_info": segments_info})
+        self._image_ids.add(int(image_id))
+        self._file_names.add(file_name)
 
     def close(self) -> Path:
         """Write ``<folder>/panoptic.json`` (annotations and categories) and return its path."""

@@ -79,7 +79,7 @@ class InstanceTask(_Task):
         return collate_instance(batch)
 
     def to_device(self, images: Any, targets: Any, device: torch.device) -> tuple[Any, Any]:
-        return [image.to(device, non_blocking=True) for image in images], [t.to(device) for t in targets]
+        return _lists_to_device(images, targets, device)
 
     def evaluate(self, model: nn.Module, loader: Iterable[Any], *, dataset: Any, device: torch.device,
                  input_size: tuple[int, int] | None = None, progress: Progress = None,
@@ -106,7 +106,7 @@ class PanopticTask(_Task):
         return collate_panoptic(batch)
 
     def to_device(self, images: Any, targets: Any, device: torch.device) -> tuple[Any, Any]:
-        return [image.to(device, non_blocking=True) for image in images], [t.to(device) for t in targets]
+        return _lists_to_device(images, targets, device)
 
     def model_kwargs(self, dataset: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         """The dataset's ``thing_classes`` (panoptic models split things from stuff), unless the recipe sets them."""
@@ -134,6 +134,11 @@ class PanopticTask(_Task):
     def summary(self, metrics: dict[str, Any]) -> str:
         return (f"val PQ {metrics['pq']:.4f} (SQ {metrics['sq']:.4f}, RQ {metrics['rq']:.4f}; things "
                 f"{metrics['pq_things']:.4f}, stuff {metrics['pq_stuff']:.4f})")
+
+
+def _lists_to_device(images: list[Tensor], targets: list[Any], device: torch.device) -> tuple[list[Tensor], list[Any]]:
+    """Instance and panoptic batches: lists of images and of targets with a ``to(device)``."""
+    return [image.to(device, non_blocking=True) for image in images], [t.to(device) for t in targets]
 
 
 Task = SemanticTask | InstanceTask | PanopticTask
