@@ -51,7 +51,7 @@ def build_backbone(
     Args:
         name: one of ``list_backbones()``, e.g. "resnet50", "vgg16", "densenet121".
         output_stride: stride of the deepest level: 32 for every backbone, 16 or 8 for the ResNet
-            family (through dilation).
+            family (through dilation), 16 for VGG (pool5 removed).
         pretrained: a local ``.safetensors``/``.pt``/``.pth``/``.bin`` file with torchvision key
             names (see ``load_pretrained``); None keeps the random init.
 

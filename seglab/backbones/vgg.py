@@ -21,7 +21,9 @@ class VGGBackbone(Backbone):
 
     Args:
         arch: one of ``ARCHS`` ("vgg11", "vgg11_bn", "vgg16", "vgg16_bn").
-        output_stride: must be 32; FCN and DeepLab add their own atrous layers on top.
+        output_stride: 32, or 16 without pool5 (c5 = conv5_3 at stride 16: the trunk of Fast/Faster
+            R-CNN and MNC on VGG16, which pool RoIs from conv5_3); FCN and DeepLab add their own atrous
+            layers on top.
     """
 
     # torchvision's layer configuration (paper Table 1 column) and whether it adds BatchNorm.
@@ -31,7 +33,7 @@ class VGGBackbone(Backbone):
         "vgg16": ("D", False),
         "vgg16_bn": ("D", True),
     }
-    SUPPORTED_OUTPUT_STRIDES: tuple[int, ...] = (32,)
+    SUPPORTED_OUTPUT_STRIDES: tuple[int, ...] = (16, 32)
 
     def __init__(self, *, arch: str = "vgg16", output_stride: int = 32) -> None:
         super().__init__()
@@ -43,6 +45,10 @@ class VGGBackbone(Backbone):
         _init_like_torchvision(self.features)
         self._level_after = _pool_levels(self.features)
         self.feature_specs = _pool_specs(self.features)
+        if output_stride == 16:  # pool5 becomes an identity: torchvision's layer indices (and keys) stay
+            pool5 = max(self._level_after)
+            self.features[pool5] = nn.Identity()
+            self.feature_specs["c5"] = FeatureSpec(channels=self.feature_specs["c5"].channels, stride=16)
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         """Args: images: [N, 3, H, W] normalised. Returns: {"c1": [N, 64, H/2, W/2], ..., "c5"}."""

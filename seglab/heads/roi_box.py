@@ -97,11 +97,14 @@ def sample_rois(
 def detect_boxes(
     class_logits: Tensor, deltas: Tensor, proposals: Sequence[Tensor], image_sizes: Sequence[tuple[int, int]], *,
     coder: BoxCoder, score_threshold: float = 0.05, nms_threshold: float = 0.5, max_detections: int = 100,
-) -> list[tuple[Tensor, Tensor, Tensor]]:
+    return_index: bool = False,
+) -> list[tuple[Tensor, ...]]:
     """Per image (boxes [D, 4], scores [D], labels [D] in 1..K), best first.
 
     Every (RoI, class) pair is a candidate: class-specific boxes clipped to the image, softmax score
     above ``score_threshold``, boxes of side >= 0.01 px, NMS per class, the top ``max_detections``.
+    With ``return_index`` each tuple also holds the index [D] of each detection's RoI in its image
+    (for models whose masks belong to the RoIs, e.g. MNC).
     """
     num_classes = class_logits.shape[1]
     counts = [p.shape[0] for p in proposals]
@@ -111,11 +114,13 @@ def detect_boxes(
     for boxes, scores, size in zip(boxes_all, scores_all, image_sizes):
         boxes = clip_boxes_to_image(boxes, size)[:, 1:].reshape(-1, 4)  # drop the background slot
         labels = torch.arange(1, num_classes, device=scores.device).repeat(scores.shape[0])
+        rois = torch.arange(scores.shape[0], device=scores.device).repeat_interleave(num_classes - 1)
         scores = scores[:, 1:].reshape(-1)
         keep = torch.nonzero(scores > score_threshold).flatten()
-        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        boxes, scores, labels, rois = boxes[keep], scores[keep], labels[keep], rois[keep]
         keep = remove_small_boxes(boxes, min_size=1e-2)
-        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        boxes, scores, labels, rois = boxes[keep], scores[keep], labels[keep], rois[keep]
         keep = batched_nms(boxes, scores, labels, nms_threshold)[:max_detections]
-        results.append((boxes[keep], scores[keep], labels[keep]))
+        found = (boxes[keep], scores[keep], labels[keep])
+        results.append((*found, rois[keep]) if return_index else found)
     return results

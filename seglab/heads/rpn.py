@@ -46,17 +46,20 @@ class RPNHead(nn.Module):
     Args:
         in_channels: channels of each feature level (256 with FPN).
         num_anchors: A, anchors per position (3 ratios x 1 size with FPN).
+        channels: width of the 3x3 conv; default ``in_channels`` (FPN), 512 on one ResNet level
+            (Faster R-CNN sec. 3.1 on VGG16, kept on C4 by R-FCN, FCIS and MNC).
 
     Forward: list of [N, C, H_l, W_l] -> (objectness [N, sum_l H_l W_l A], deltas [N, sum_l H_l W_l A, 4]),
     flattened level by level, then row, column and anchor (the order of ``AnchorGenerator``).
     """
 
-    def __init__(self, in_channels: int, num_anchors: int) -> None:
+    def __init__(self, in_channels: int, num_anchors: int, *, channels: int | None = None) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, in_channels, 3, padding=1)
+        channels = in_channels if channels is None else channels
+        self.conv = nn.Conv2d(in_channels, channels, 3, padding=1)
         self.relu = nn.ReLU(inplace=True)
-        self.objectness = nn.Conv2d(in_channels, num_anchors, 1)
-        self.deltas = nn.Conv2d(in_channels, num_anchors * 4, 1)
+        self.objectness = nn.Conv2d(channels, num_anchors, 1)
+        self.deltas = nn.Conv2d(channels, num_anchors * 4, 1)
         for conv in (self.conv, self.objectness, self.deltas):  # sec. 3.1.3: N(0, 0.01), zero bias
             nn.init.normal_(conv.weight, std=0.01)
             nn.init.zeros_(conv.bias)
@@ -85,6 +88,10 @@ class RegionProposalNetwork(nn.Module):
         nms_threshold: IoU of the per-level NMS (0.7).
         box_loss_beta: smooth-L1 beta of the box term (1/9, Detectron's RPN).
         crowd_threshold: covered fraction above which an anchor inside a crowd region is ignored.
+        head_channels: width of the head's 3x3 conv (default ``in_channels``).
+        box_gradients: in training, return proposal boxes that carry the gradient of the predicted
+            deltas (MNC's cascade, sec. 3.2: later stages' losses reach the RPN's regression through
+            the boxes); NMS and top-k still choose them without a gradient. Default: detached.
 
     Forward: ``(features, image_sizes, padded_size, targets)`` with image_sizes the (h, w) of each
     resized image inside the padded batch -> (Proposals, losses); losses only in training.
@@ -95,20 +102,22 @@ class RegionProposalNetwork(nn.Module):
         anchor_ratios: Sequence[Sequence[float]], fg_iou: float = 0.7, bg_iou: float = 0.3,
         batch_per_image: int = 256, positive_fraction: float = 0.5, pre_nms_top_n: tuple[int, int] = (2000, 1000),
         post_nms_top_n: tuple[int, int] = (2000, 1000), nms_threshold: float = 0.7, min_box_size: float = 1e-3,
-        box_loss_beta: float = 1.0 / 9, crowd_threshold: float = 0.7,
+        box_loss_beta: float = 1.0 / 9, crowd_threshold: float = 0.7, head_channels: int | None = None,
+        box_gradients: bool = False,
     ) -> None:
         super().__init__()
         self.levels = tuple(levels)
         self.anchors = AnchorGenerator(sizes=anchor_sizes, ratios=anchor_ratios)
         if len(set(self.anchors.num_anchors)) != 1:
             raise ValueError("RegionProposalNetwork shares one head over levels: give every level as many anchors")
-        self.head = RPNHead(in_channels, self.anchors.num_anchors[0])
+        self.head = RPNHead(in_channels, self.anchors.num_anchors[0], channels=head_channels)
         self.coder = BoxCoder(weights=(1.0, 1.0, 1.0, 1.0))
         self.fg_iou, self.bg_iou = fg_iou, bg_iou
         self.batch_per_image, self.positive_fraction = batch_per_image, positive_fraction
         self.pre_nms_top_n, self.post_nms_top_n = tuple(pre_nms_top_n), tuple(post_nms_top_n)
         self.nms_threshold, self.min_box_size = nms_threshold, min_box_size
         self.box_loss_beta, self.crowd_threshold = box_loss_beta, crowd_threshold
+        self.box_gradients = box_gradients
 
     def forward(
         self, features: dict[str, Tensor], image_sizes: Sequence[tuple[int, int]], padded_size: tuple[int, int],
@@ -120,16 +129,21 @@ class RegionProposalNetwork(nn.Module):
         anchors = self.anchors(grids, padded_size, device=maps[0].device, dtype=maps[0].dtype)
         per_level = [h * w * a for (h, w), a in zip(grids, self.anchors.num_anchors)]
         boxes = self.coder.decode(deltas.detach().reshape(-1, 4), anchors.repeat(len(maps[0]), 1))
-        proposals = self.select(boxes.view(len(image_sizes), -1, 4), objectness.detach(), per_level, image_sizes)
+        proposals, kept = self.select(boxes.view(len(image_sizes), -1, 4), objectness.detach(), per_level,
+                                      image_sizes)
         if not self.training:
             return proposals, {}
         if targets is None:
             raise ValueError("RegionProposalNetwork needs targets in training mode")
+        if self.box_gradients:  # the same boxes, decoded again from the deltas that keep their graph
+            proposals.boxes = [clip_boxes_to_image(self.coder.decode(d[k], anchors[k]), size)
+                               for d, k, size in zip(deltas, kept, image_sizes)]
         return proposals, self.losses(objectness, deltas, anchors, targets)
 
     def select(self, boxes: Tensor, objectness: Tensor, per_level: list[int],
-               image_sizes: Sequence[tuple[int, int]]) -> Proposals:
-        """Top-k per level, clip, drop tiny boxes, NMS per level, top post-NMS per image."""
+               image_sizes: Sequence[tuple[int, int]]) -> tuple[Proposals, list[Tensor]]:
+        """Top-k per level, clip, drop tiny boxes, NMS per level, top post-NMS per image; and the anchor
+        index of each kept box."""
         pre, post = (self.pre_nms_top_n[0], self.post_nms_top_n[0]) if self.training else (
             self.pre_nms_top_n[1], self.post_nms_top_n[1])
         picked, level_ids, offset = [], [], 0
@@ -141,15 +155,17 @@ class RegionProposalNetwork(nn.Module):
         index, levels = torch.cat(picked, dim=1), torch.cat(level_ids)
         rows = torch.arange(boxes.shape[0], device=boxes.device)[:, None]
         candidates, scores = boxes[rows, index], objectness[rows, index].sigmoid()
-        out_boxes, out_scores = [], []
-        for image_boxes, image_scores, size in zip(candidates, scores, image_sizes):
+        out_boxes, out_scores, kept = [], [], []
+        for image_boxes, image_scores, image_index, size in zip(candidates, scores, index, image_sizes):
             image_boxes = clip_boxes_to_image(image_boxes, size)
             keep = remove_small_boxes(image_boxes, self.min_box_size)
             image_boxes, image_scores, image_levels = image_boxes[keep], image_scores[keep], levels[keep]
+            image_index = image_index[keep]
             keep = batched_nms(image_boxes, image_scores, image_levels, self.nms_threshold)[:post]
             out_boxes.append(image_boxes[keep])
             out_scores.append(image_scores[keep])
-        return Proposals(boxes=out_boxes, scores=out_scores)
+            kept.append(image_index[keep])
+        return Proposals(boxes=out_boxes, scores=out_scores), kept
 
     def losses(self, objectness: Tensor, deltas: Tensor, anchors: Tensor,
                targets: Sequence[InstanceTarget]) -> dict[str, Tensor]:

@@ -195,7 +195,7 @@ def test_unknown_name_suggests_closest() -> None:
         build_backbone("resnet5")
 
 
-@pytest.mark.parametrize("name, output_stride", [("vgg16", 16), ("densenet121", 8), ("resnet50", 4)])
+@pytest.mark.parametrize("name, output_stride", [("vgg16", 8), ("densenet121", 8), ("resnet50", 4)])
 def test_unsupported_output_stride(name: str, output_stride: int) -> None:
     with pytest.raises(ConfigError, match=rf"{name}.*output_stride={output_stride}.*supported"):
         build_backbone(name, output_stride=output_stride)
@@ -217,3 +217,11 @@ def test_list_backbones() -> None:
 )
 def test_docstring_cites_paper(cls: type, arxiv: str) -> None:
     assert arxiv in cls.__doc__.splitlines()[0]
+
+
+def test_vgg_at_output_stride_16_drops_pool5_and_keeps_torchvision_keys() -> None:
+    """Fast R-CNN / MNC pool RoIs from conv5_3 at stride 16: pool5 is removed, the layer indices stay."""
+    ours, reference = _built("vgg16", 16), _built("vgg16")
+    assert ours.state_dict().keys() == reference.state_dict().keys()
+    features = ours(torch.rand(1, 3, 64, 96))
+    assert features["c5"].shape == (1, 512, 4, 6) and ours.feature_specs["c5"].stride == 16

@@ -86,6 +86,26 @@ def as_targets(targets: Any, images: Sequence[Tensor], *, model: str, num_classe
     return checked
 
 
+def size_choices(min_size: int | Sequence[int] | None) -> tuple[int, ...] | None:
+    """A model's ``min_size`` argument as a tuple of shorter sides (None: native size)."""
+    if min_size is None:
+        return None
+    return tuple(int(size) for size in min_size) if isinstance(min_size, Sequence) else (int(min_size),)
+
+
+def draw_min_size(choices: tuple[int, ...] | None, *, training: bool) -> int | None:
+    """The shorter side of one image: drawn among ``choices`` in training, the last one at test.
+
+    torchvision's rule (``GeneralizedRCNNTransform``), drawn with torch's RNG (not Python's), so a
+    resumed run draws the same sizes.
+    """
+    if choices is None:
+        return None
+    if not training:
+        return choices[-1]
+    return choices[int(torch.empty(1).uniform_(0.0, float(len(choices))).item())]
+
+
 def resized_size(size: tuple[int, int], min_size: int | None, max_size: int | None) -> float:
     """Scale factor bringing the shorter side to ``min_size`` with the longer side at most ``max_size``."""
     if min_size is None:

@@ -129,15 +129,18 @@ def mask_rcnn_parts(
 
 def resnet_encoder(
     backbone: str, *, pretrained_backbone: str | Path | None, frozen_bn: bool | None, trainable_layers: int | None,
-    frozen_bn_eps: float | None, weighted: bool, coco_v1_weights: bool,
+    frozen_bn_eps: float | None, weighted: bool, coco_v1_weights: bool, output_stride: int = 32,
 ) -> tuple[Any, dict[str, Any]]:
-    """The ResNet with the paper's fine-tuning rules (see ``mask_rcnn``), and what they decided (rebuild kwargs)."""
+    """The ResNet with the paper's fine-tuning rules (see ``mask_rcnn``), and what they decided (rebuild kwargs).
+
+    ``output_stride`` 16 dilates res5 (FCIS, MaskLab), as ``build_backbone``.
+    """
     weighted = weighted or pretrained_backbone is not None
     frozen_bn = weighted if frozen_bn is None else frozen_bn
     trainable_layers = (3 if weighted else 5) if trainable_layers is None else trainable_layers
     if frozen_bn_eps is None:
         frozen_bn_eps = 0.0 if coco_v1_weights else 1e-5
-    encoder = build_backbone(backbone, pretrained=pretrained_backbone)
+    encoder = build_backbone(backbone, pretrained=pretrained_backbone, output_stride=output_stride)
     if frozen_bn:
         freeze_batchnorm(encoder, eps=frozen_bn_eps)
     freeze_resnet_stages(encoder, trainable_layers=trainable_layers)

@@ -59,7 +59,7 @@ from seglab.heads.tensormask import AnchorGrid, DenseOutputs, TensorMaskHead, fl
 from seglab.layers.normalize import Normalize
 from seglab.losses.detection import smooth_l1, tensormask_mask_loss
 from seglab.losses.focal import sigmoid_focal_loss_star
-from seglab.models.instance.inputs import ImageBatch, prepare_inputs, scale_boxes
+from seglab.models.instance.inputs import ImageBatch, draw_min_size, prepare_inputs, scale_boxes, size_choices
 from seglab.models.instance.mask_rcnn import resnet_encoder
 from seglab.necks.fpn import FPN
 from seglab.registry import ModelSpec, register_model
@@ -108,7 +108,7 @@ class TensorMask(nn.Module):
         self.normalize, self.backbone, self.neck, self.head = Normalize(), backbone, neck, head
         self.anchors = AnchorGenerator(sizes=anchor_sizes, ratios=[(1.0,)] * len(anchor_sizes))
         self.num_classes = num_classes
-        self.min_size = (min_size,) if isinstance(min_size, int) else (None if min_size is None else tuple(min_size))
+        self.min_size = size_choices(min_size)
         self.max_size, self.settings = max_size, settings or DenseSettings()
         self.box_coder = BoxCoder(weights=BOX_WEIGHTS)
         # the scale rule's floor: smallest anchor minus its unit (arch.py min_anchor_size)
@@ -137,9 +137,7 @@ class TensorMask(nn.Module):
                               max_size=self.max_size, size_divisible=SIZE_DIVISIBLE)
 
     def _min_size(self) -> int | None:
-        if self.min_size is None or not self.training:
-            return None if self.min_size is None else self.min_size[-1]
-        return self.min_size[int(torch.randint(len(self.min_size), ()).item())]  # torch's RNG: resumable
+        return draw_min_size(self.min_size, training=self.training)
 
     def anchor_grid(self, outputs: DenseOutputs, batch: ImageBatch) -> AnchorGrid:
         """The windows of the padded batch with their level, position and anchor index."""

@@ -26,7 +26,7 @@ from seglab.heads.roi_mask import RoIMaskHead, mask_probabilities
 from seglab.heads.rpn import RegionProposalNetwork
 from seglab.layers.normalize import Normalize
 from seglab.losses.detection import fast_rcnn_losses, mask_rcnn_mask_loss
-from seglab.models.instance.inputs import ImageBatch, prepare_inputs, scale_boxes
+from seglab.models.instance.inputs import ImageBatch, draw_min_size, prepare_inputs, scale_boxes, size_choices
 from seglab.structures import InstancePrediction, InstanceTarget
 
 
@@ -76,7 +76,7 @@ class TwoStageSegmenter(nn.Module):
         self.box_pooler, self.box_head = box_pooler, box_head
         self.mask_pooler, self.mask_head = mask_pooler, mask_head
         self.num_classes = num_classes
-        self.min_size = None if min_size is None else (tuple(min_size) if isinstance(min_size, Sequence) else (min_size,))
+        self.min_size = size_choices(min_size)
         self.max_size, self.size_divisible = max_size, size_divisible
         self.roi = roi or RoISettings()
         self.box_coder = BoxCoder(weights=BOX_WEIGHTS)
@@ -122,12 +122,7 @@ class TwoStageSegmenter(nn.Module):
                               max_size=self.max_size, size_divisible=self.size_divisible)
 
     def _min_size(self) -> int | None:
-        if self.min_size is None:
-            return None
-        if not self.training:
-            return self.min_size[-1]
-        # torch's RNG (not Python's), so a resumed run draws the same sizes; torchvision's rule
-        return self.min_size[int(torch.empty(1).uniform_(0.0, float(len(self.min_size))).item())]
+        return draw_min_size(self.min_size, training=self.training)
 
     def box_losses(self, features: dict[str, Tensor], rois: SampledRoIs, batch: ImageBatch) -> dict[str, Tensor]:
         """L_cls + L_box on the sampled RoIs."""
