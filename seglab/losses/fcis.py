@@ -64,7 +64,8 @@ def fcis_losses(
         return {"loss_cls": zero, "loss_mask": zero.clone(), "loss_box_reg": zero.clone()}
     hard_positive = positive[hard]
     seg_loss = seg[hard].sum() / hard_positive.sum().clamp(min=1)
-    return {"loss_cls": cls[hard].mean(), "loss_mask": mask_weight * seg_loss, "loss_box_reg": box[hard].sum() / len(hard)}
+    return {"loss_cls": cls[hard].mean(), "loss_mask": mask_weight * seg_loss,
+            "loss_box_reg": box[hard].sum() / len(hard)}
 
 
 def _starts(counts: list[int]) -> list[int]:

@@ -59,7 +59,8 @@ def test_cascade_losses_reach_the_rpn_box_regression_through_the_boxes() -> None
     model.zero_grad()
     model.proposer.box_gradients = False
     model(images, targets)["loss_mask"].backward()
-    assert model.proposer.head.deltas.weight.grad is None or float(model.proposer.head.deltas.weight.grad.abs().sum()) == 0
+    grad = model.proposer.head.deltas.weight.grad
+    assert grad is None or float(grad.abs().sum()) == 0
 
 
 def test_three_stage_variant_has_no_stage_4_and_5_terms() -> None:
@@ -100,7 +101,7 @@ def test_mask_iou_counts_the_ground_truth_outside_the_box() -> None:
 
 
 def test_head_shapes_of_the_release() -> None:
-    """fc6_maskest 512 x 14 x 14 -> 256, mask_pred 441; fc6 / fc6_mask 512 x 7 x 7 -> 4096; join 8192 -> 21 / 21 / 84."""
+    """fc6_maskest 512 x 14 x 14 -> 256, mask_pred 441; fc6 / fc6_mask 512 x 7 x 7 -> 4096; join 8192 -> 21/21/84."""
     with torch.device("meta"):
         masks = MaskEstimationHead(512)
         head = MaskedCategorizationHead(512, num_classes=21)

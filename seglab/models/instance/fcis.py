@@ -37,7 +37,14 @@ from seglab.heads.roi_box import BOX_WEIGHTS, detect_boxes, sample_rois
 from seglab.heads.rpn import RegionProposalNetwork
 from seglab.layers.normalize import Normalize
 from seglab.losses.fcis import fcis_losses
-from seglab.models.instance.inputs import ImageBatch, draw_min_size, prepare_inputs, scale_boxes, size_choices
+from seglab.models.instance.inputs import (
+    DETECTIONS_EXPORT_NOTE,
+    ImageBatch,
+    draw_min_size,
+    prepare_inputs,
+    scale_boxes,
+    size_choices,
+)
 from seglab.models.instance.mask_rcnn import resnet_encoder
 from seglab.registry import ModelSpec, register_model
 from seglab.structures import InstancePrediction, InstanceTarget
@@ -116,7 +123,8 @@ class FCIS(nn.Module):
                            positive_fraction=s.positive_fraction)
         class_logits, mask_logits, deltas = self.head.pool(maps, box_maps, _with_index(rois.boxes),
                                                            spatial_scale=1 / STRIDE)
-        crops = [_mask_targets(t, b, m, labels) for t, b, m, labels in zip(targets, rois.boxes, rois.matched, rois.labels)]
+        crops = [_mask_targets(t, b, m, labels)
+                 for t, b, m, labels in zip(targets, rois.boxes, rois.matched, rois.labels)]
         return fcis_losses(class_logits, mask_logits, deltas, torch.cat(rois.labels), torch.cat(crops),
                            torch.cat(rois.box_targets), counts=[len(b) for b in rois.boxes],
                            hard_per_image=s.hard_per_image, mask_weight=s.mask_weight)
@@ -205,8 +213,7 @@ register_model(
         task="instance", paper="Fully Convolutional Instance-aware Semantic Segmentation", arxiv="1611.07709",
         year=2017, survey_row="FCIS", exportable=False, input_multiple=STRIDE,
         loss_terms=("loss_rpn_objectness", "loss_rpn_box", "loss_cls", "loss_mask", "loss_box_reg"),
-        export_note="its detections have a data-dependent count (NMS, top-k per image), which the ONNX "
-                    "exporter of torch 2.x cannot trace with dynamic image sizes; use the PyTorch model",
+        export_note=DETECTIONS_EXPORT_NOTE,
         test_kwargs={"backbone": "resnet18", "channels": 32, "rpn_channels": 32, "min_size": None,
                      "anchor_sizes": (16, 32, 64), "rpn_pre_nms_top_n": (200, 100),
                      "rpn_post_nms_top_n": (100, 50), "rois_per_image": 64, "hard_per_image": 32},

@@ -22,6 +22,11 @@ from seglab.errors import InputError
 from seglab.structures import InstanceTarget
 
 
+# Why instance models refuse ONNX export (their ModelSpec.export_note; `seglab export` prints it).
+DETECTIONS_EXPORT_NOTE = ("its detections have a data-dependent count (score threshold, top-k, NMS per image), which "
+                          "the ONNX exporter of torch 2.x cannot trace with dynamic image sizes; use the PyTorch model")
+
+
 @dataclass
 class ImageBatch:
     """Normalised images resized and zero-padded into one tensor.

@@ -32,6 +32,7 @@ from seglab.backbones.freeze import freeze_batchnorm, freeze_resnet_stages
 from seglab.heads.roi_box import RoIBoxHead
 from seglab.heads.roi_mask import RoIMaskHead
 from seglab.heads.rpn import RegionProposalNetwork
+from seglab.models.instance.inputs import DETECTIONS_EXPORT_NOTE
 from seglab.models.instance.torchvision_weights import load_torchvision_weights
 from seglab.models.instance.two_stage import RoISettings, TwoStageSegmenter
 from seglab.necks.fpn import FPN
@@ -162,8 +163,7 @@ register_model(
         task="instance", paper="Mask R-CNN", arxiv="1703.06870", year=2017, survey_row="Mask R-CNN",
         exportable=False,
         loss_terms=("loss_rpn_objectness", "loss_rpn_box", "loss_cls", "loss_box_reg", "loss_mask"),
-        export_note="its detections have a data-dependent count (NMS, top-k per image), which the ONNX "
-                    "exporter of torch 2.x cannot trace with dynamic image sizes; use the PyTorch model",
+        export_note=DETECTIONS_EXPORT_NOTE,
         test_kwargs={"backbone": "resnet18", "fpn_channels": 16, "box_hidden": 32, "mask_channels": 16,
                      "min_size": None, "rpn_pre_nms_top_n": (200, 100), "rpn_post_nms_top_n": (100, 50),
                      "roi_batch_per_image": 64},

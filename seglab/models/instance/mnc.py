@@ -47,7 +47,14 @@ from seglab.heads.rpn import RegionProposalNetwork
 from seglab.layers.normalize import Normalize
 from seglab.layers.roi_warp import roi_warp
 from seglab.losses.detection import fast_rcnn_losses
-from seglab.models.instance.inputs import ImageBatch, draw_min_size, prepare_inputs, scale_boxes, size_choices
+from seglab.models.instance.inputs import (
+    DETECTIONS_EXPORT_NOTE,
+    ImageBatch,
+    draw_min_size,
+    prepare_inputs,
+    scale_boxes,
+    size_choices,
+)
 from seglab.registry import ModelSpec, register_model
 from seglab.structures import InstancePrediction, InstanceTarget
 
@@ -297,8 +304,7 @@ register_model(
         arxiv="1512.04412", year=2016, survey_row="MNC", exportable=False, input_multiple=STRIDE,
         loss_terms=("loss_rpn_objectness", "loss_rpn_box", "loss_mask", "loss_cls", "loss_seg_cls", "loss_box_reg",
                     "loss_mask_stage4", "loss_cls_stage5", "loss_seg_cls_stage5", "loss_box_reg_stage5"),
-        export_note="its detections have a data-dependent count (NMS, top-k per image), which the ONNX "
-                    "exporter of torch 2.x cannot trace with dynamic image sizes; use the PyTorch model",
+        export_note=DETECTIONS_EXPORT_NOTE,
         test_kwargs={"backbone": "resnet18", "fc_hidden": 32, "mask_hidden": 16, "rpn_channels": 32,
                      "min_size": None, "anchor_sizes": (16, 32, 64), "rpn_pre_nms_top_n": (200, 100),
                      "rpn_post_nms_top_n": (100, 50), "rois_per_image": 32},

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from seglab.heads.adaptive_pooling import AllLevelsRoIAlign
 from seglab.heads.panet import AdaptiveBoxHead, FusedMaskHead
-from seglab.models.instance.inputs import ImageBatch
+from seglab.models.instance.inputs import DETECTIONS_EXPORT_NOTE, ImageBatch
 from seglab.models.instance.mask_rcnn import region_proposals, resnet_encoder
 from seglab.models.instance.two_stage import RoISettings, TwoStageSegmenter
 from seglab.necks.bottom_up import BottomUpPath
@@ -104,8 +104,7 @@ register_model(
         task="instance", paper="Path Aggregation Network for Instance Segmentation", arxiv="1803.01534", year=2018,
         survey_row="PANet", exportable=False,
         loss_terms=("loss_rpn_objectness", "loss_rpn_box", "loss_cls", "loss_box_reg", "loss_mask"),
-        export_note="its detections have a data-dependent count (NMS, top-k per image), which the ONNX "
-                    "exporter of torch 2.x cannot trace with dynamic image sizes; use the PyTorch model",
+        export_note=DETECTIONS_EXPORT_NOTE,
         test_kwargs={"backbone": "resnet18", "channels": 16, "box_hidden": 32, "min_size": None,
                      "rpn_pre_nms_top_n": (200, 100), "rpn_post_nms_top_n": (100, 50), "roi_batch_per_image": 64},
     ),

@@ -59,7 +59,14 @@ from seglab.heads.tensormask import AnchorGrid, DenseOutputs, TensorMaskHead, fl
 from seglab.layers.normalize import Normalize
 from seglab.losses.detection import smooth_l1, tensormask_mask_loss
 from seglab.losses.focal import sigmoid_focal_loss_star
-from seglab.models.instance.inputs import ImageBatch, draw_min_size, prepare_inputs, scale_boxes, size_choices
+from seglab.models.instance.inputs import (
+    DETECTIONS_EXPORT_NOTE,
+    ImageBatch,
+    draw_min_size,
+    prepare_inputs,
+    scale_boxes,
+    size_choices,
+)
 from seglab.models.instance.mask_rcnn import resnet_encoder
 from seglab.necks.fpn import FPN
 from seglab.registry import ModelSpec, register_model
@@ -289,8 +296,7 @@ register_model(
     ModelSpec(
         task="instance", paper="TensorMask: A Foundation for Dense Object Segmentation", arxiv="1903.12174", year=2019,
         survey_row="TensorMask", exportable=False, loss_terms=("loss_cls", "loss_box_reg", "loss_mask"),
-        export_note="its detections have a data-dependent count (score threshold, top-k, NMS per image), which "
-                    "the ONNX exporter of torch 2.x cannot trace with dynamic image sizes; use the PyTorch model",
+        export_note=DETECTIONS_EXPORT_NOTE,
         test_kwargs={"backbone": "resnet18", "fpn_channels": 16, "cls_channels": 16, "box_channels": 8,
                      "mask_channels": 8, "min_size": None, "topk_candidates": 200},
         reference_params=36_567_490, reference_kwargs={"num_classes": 81},
