@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
@@ -129,3 +130,19 @@ def test_published_recipe_loads_and_builds() -> None:
     assert model.settings.hard_per_image == 128 and model.settings.rois_per_image == 300
     assert model.settings.nms_threshold == 0.3 and model.min_size == (600,) and model.max_size == 1000
 
+
+
+def test_output_stride_8_dilates_res4_and_pools_at_one_eighth() -> None:
+    torch.manual_seed(0)
+    spec = seglab.model_spec(NAME)
+    model = seglab.create_model(NAME, num_classes=3, **(spec.test_kwargs | {"output_stride": 8})).eval()
+    assert model.stride == 8 and model.backbone.feature_specs["c4"].stride == 8
+    with torch.no_grad():
+        features = model.backbone(torch.randn(1, 3, 64, 96))
+        assert features["c4"].shape[-2:] == features["c5"].shape[-2:] == (8, 12)
+        predictions = model([torch.rand(3, 64, 96)])
+    assert predictions[0].masks.shape[-2:] == (64, 96)
+    cpu = seglab.load_recipe("fcis_synthetic_cpu")
+    assert cpu.published is None and cpu.model.kwargs["output_stride"] == 8
+    with pytest.raises(seglab.errors.ConfigError, match="output_stride"):
+        seglab.create_model(NAME, num_classes=3, **(spec.test_kwargs | {"output_stride": 32}))

@@ -18,7 +18,9 @@ Settings of the authors' release (msracver/FCIS ``experiments/fcis/cfgs/resnet_v
 Deviations: test time scores the 300 proposals once and pools each detection's mask at its regressed box;
 the release also scores the regressed boxes (a second box iteration) and merges masks by voting over
 overlapping detections; the RPN's objectness is one logistic per anchor (seglab's RPN) where the release
-has a two-way softmax; without ImageNet weights, batch norm trains (the release freezes it).
+has a two-way softmax; without ImageNet weights, batch norm trains (the release freezes it);
+``output_stride=8`` (res4 dilated as well, the RPN and the score maps at stride 8) is an option of ours for
+small images (``fcis_synthetic_cpu``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from seglab.boxes import BoxCoder, mask_targets, paste_masks
+from seglab.errors import ConfigError
 from seglab.heads.fcis import GROUP, POOLED, InsideOutsideHead
 from seglab.heads.roi_box import BOX_WEIGHTS, detect_boxes, sample_rois
 from seglab.heads.rpn import RegionProposalNetwork
@@ -49,7 +52,7 @@ from seglab.models.instance.mask_rcnn import resnet_encoder
 from seglab.registry import ModelSpec, register_model
 from seglab.structures import InstancePrediction, InstanceTarget
 
-STRIDE = 16  # res4, and res5 with dilation 2
+STRIDE = 16  # res4, and res5 with dilation 2 (the paper's; output_stride=8 dilates res4 as well)
 ANCHOR_SIZES = (64, 128, 256, 512)  # the release's ANCHOR_SCALES 4, 8, 16, 32 x stride 16
 MASK_THRESHOLD = 0.4  # BINARY_THRESH of the mask targets
 
@@ -90,6 +93,7 @@ class FCIS(nn.Module):
         self.min_size, self.max_size = size_choices(min_size), max_size
         self.settings = settings or FCISSettings()
         self.box_coder = BoxCoder(weights=BOX_WEIGHTS)
+        self.stride = backbone.feature_specs["c5"].stride  # of the score maps and the RPN's res4
 
     def forward(self, images: Any, targets: Any = None) -> list[InstancePrediction] | dict[str, Tensor]:
         batch, targets = self.prepare(images, targets)
@@ -113,7 +117,7 @@ class FCIS(nn.Module):
         return prepare_inputs(images, targets, model=type(self).__name__, training=self.training,
                               num_classes=self.num_classes, normalize=self.normalize,
                               min_size=lambda: draw_min_size(self.min_size, training=self.training),
-                              max_size=self.max_size, size_divisible=STRIDE)
+                              max_size=self.max_size, size_divisible=16)
 
     def roi_losses(self, maps: Tensor, box_maps: Tensor, proposals: list[Tensor],
                    targets: Sequence[InstanceTarget]) -> dict[str, Tensor]:
@@ -122,7 +126,7 @@ class FCIS(nn.Module):
         rois = sample_rois(proposals, targets, coder=self.box_coder, batch_per_image=s.rois_per_image,
                            positive_fraction=s.positive_fraction)
         class_logits, mask_logits, deltas = self.head.pool(maps, box_maps, _with_index(rois.boxes),
-                                                           spatial_scale=1 / STRIDE)
+                                                           spatial_scale=1 / self.stride)
         crops = [_mask_targets(t, b, m, labels)
                  for t, b, m, labels in zip(targets, rois.boxes, rois.matched, rois.labels)]
         return fcis_losses(class_logits, mask_logits, deltas, torch.cat(rois.labels), torch.cat(crops),
@@ -133,13 +137,13 @@ class FCIS(nn.Module):
                batch: ImageBatch) -> list[InstancePrediction]:
         """Score and regress the proposals, NMS per class, then each detection's mask at its regressed box."""
         s = self.settings
-        class_logits, _, deltas = self.head.pool(maps, box_maps, _with_index(proposals), spatial_scale=1 / STRIDE)
+        class_logits, _, deltas = self.head.pool(maps, box_maps, _with_index(proposals), spatial_scale=1 / self.stride)
         per_class = deltas.repeat(1, self.num_classes)  # class-agnostic boxes, one candidate per class
         detections = detect_boxes(class_logits, per_class, proposals, batch.image_sizes, coder=self.box_coder,
                                   score_threshold=s.score_threshold, nms_threshold=s.nms_threshold,
                                   max_detections=s.max_detections)
         boxes = [d[0] for d in detections]
-        _, mask_logits, _ = self.head.pool(maps, None, _with_index(boxes), spatial_scale=1 / STRIDE)
+        _, mask_logits, _ = self.head.pool(maps, None, _with_index(boxes), spatial_scale=1 / self.stride)
         labels = torch.cat([d[2] for d in detections])
         probs = mask_logits[torch.arange(len(labels), device=labels.device), labels].sigmoid()
         predictions = []
@@ -173,7 +177,7 @@ def fcis(
     trainable_layers: int | None = None, pretrained_backbone: str | Path | None = None,
     anchor_sizes: Sequence[int] = ANCHOR_SIZES, rpn_pre_nms_top_n: tuple[int, int] = (6000, 6000),
     rpn_post_nms_top_n: tuple[int, int] = (300, 300), rois_per_image: int = 300, hard_per_image: int = 128,
-    score_threshold: float = 0.05, max_detections: int = 100,
+    score_threshold: float = 0.05, max_detections: int = 100, output_stride: int = STRIDE,
 ) -> FCIS:
     """Build FCIS on a ResNet with res5 dilated (stride 16).
 
@@ -187,10 +191,14 @@ def fcis(
         rpn_pre_nms_top_n, rpn_post_nms_top_n: (train, test) boxes before / after the RPN's NMS.
         rois_per_image, hard_per_image: RoIs sampled per image (300) and kept by OHEM (128).
         score_threshold, max_detections: inference (0.05, 100).
+        output_stride: 16 (res5 dilated, the paper's) or 8 (res4 dilated too: small images, see
+            fcis_synthetic_cpu).
     """
+    if output_stride not in (16, 8):
+        raise ConfigError(f"fcis: output_stride is {output_stride}; expected 16 (res5 dilated, the paper's) or 8")
     encoder, rebuild = resnet_encoder(backbone, pretrained_backbone=pretrained_backbone, frozen_bn=frozen_bn,
                                       trainable_layers=trainable_layers, frozen_bn_eps=None, weighted=False,
-                                      coco_v1_weights=False, output_stride=STRIDE)
+                                      coco_v1_weights=False, output_stride=output_stride)
     specs = encoder.feature_specs
     proposer = RegionProposalNetwork(
         in_channels=specs["c4"].channels, levels=("c4",), anchor_sizes=[tuple(anchor_sizes)],
