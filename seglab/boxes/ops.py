@@ -1,9 +1,17 @@
-"""Boxes from masks, and how much of a box a crowd region covers."""
+"""Boxes from masks, per-image boxes as one RoI tensor, and how much of a box a crowd region covers."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
+
+
+def rois_with_index(boxes: Sequence[Tensor]) -> Tensor:
+    """Per-image boxes [R_i, 4] -> one [R, 5] tensor (image index, x1, y1, x2, y2), the RoI format of
+    ``torchvision.ops.roi_align`` / ``ps_roi_align`` and of ``seglab.layers.position_sensitive``."""
+    return torch.cat([torch.cat([b.new_full((len(b), 1), i), b], dim=1) for i, b in enumerate(boxes)])
 
 
 def masks_to_boxes(masks: Tensor) -> Tensor:

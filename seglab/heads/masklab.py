@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
+from seglab.boxes import rois_with_index
 from seglab.boxes.directions import NUM_DIRECTIONS, NUM_DISTANCES, crop_direction_index
 
 
@@ -58,12 +59,6 @@ class MaskLabCrops:
     hypercolumn: Tensor  # [R, sum of the levels' channels, S, S] lower-layer features
 
 
-def roi_list(boxes: Sequence[Tensor]) -> Tensor:
-    """Per-image boxes -> torchvision's [R, 5] (image index, x1, y1, x2, y2)."""
-    index = [torch.full_like(b[:, :1], i) for i, b in enumerate(boxes)]
-    return torch.cat([torch.cat(index), torch.cat(list(boxes))], dim=1)
-
-
 class MaskLabCropper(nn.Module):
     """Crop-and-resize (RoIAlign, aligned) the semantic channel of each box's class, the direction logits
     and the hypercolumn levels to ``crop_size`` x ``crop_size``.
@@ -84,8 +79,7 @@ class MaskLabCropper(nn.Module):
         self.hypercolumn = dict(hypercolumn)
 
     def forward(self, features: Mapping[str, Tensor], boxes: Sequence[Tensor], labels: Tensor) -> MaskLabCrops:
-        rois = roi_list(boxes)
-        size = (self.crop_size, self.crop_size)
+        rois = rois_with_index(boxes)
         semantic = features["semantic"]
         classes = semantic.shape[1]
         # one channel per box: treat every (image, class) map as its own image of one channel

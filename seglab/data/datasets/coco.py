@@ -55,8 +55,8 @@ import torch
 from torchvision import tv_tensors
 
 from seglab.data.base import SegmentationDataset, Transforms, check_same_size, check_split, default_palette, read_image
-from seglab.data.datasets.coco_json import (  # coco_panoptic imports _field and load_coco_json from here
-    CocoRecords, Problems, _field, bbox_problems, load_coco_json, read_instances,
+from seglab.data.datasets.coco_json import (
+    CocoRecords, Problems, bbox_problems, load_coco_json, read_instances,
 )  # fmt: skip
 from seglab.data.masks import decode_rle, instance_target, polygons_to_mask
 from seglab.data.root import dataset_dir

@@ -37,7 +37,7 @@ import torch
 from torchvision import tv_tensors
 
 from seglab.data.base import SegmentationDataset, Transforms, check_same_size, check_split, default_palette, read_image
-from seglab.data.datasets.coco import _field, load_coco_json
+from seglab.data.datasets.coco_json import _field, load_coco_json
 from seglab.data.panoptic_format import check_segments_info, decode_panoptic, panoptic_ids, sorted_categories
 from seglab.data.root import dataset_dir
 from seglab.errors import ConfigError, DataError

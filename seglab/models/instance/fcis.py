@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from seglab.boxes import BoxCoder, mask_targets, paste_masks
+from seglab.boxes import BoxCoder, mask_targets, paste_masks, rois_with_index
 from seglab.errors import ConfigError
 from seglab.heads.fcis import GROUP, POOLED, InsideOutsideHead
 from seglab.heads.roi_box import BOX_WEIGHTS, detect_boxes, sample_rois
@@ -125,7 +125,7 @@ class FCIS(nn.Module):
         s = self.settings
         rois = sample_rois(proposals, targets, coder=self.box_coder, batch_per_image=s.rois_per_image,
                            positive_fraction=s.positive_fraction)
-        class_logits, mask_logits, deltas = self.head.pool(maps, box_maps, _with_index(rois.boxes),
+        class_logits, mask_logits, deltas = self.head.pool(maps, box_maps, rois_with_index(rois.boxes),
                                                            spatial_scale=1 / self.stride)
         crops = [_mask_targets(t, b, m, labels)
                  for t, b, m, labels in zip(targets, rois.boxes, rois.matched, rois.labels)]
@@ -137,13 +137,13 @@ class FCIS(nn.Module):
                batch: ImageBatch) -> list[InstancePrediction]:
         """Score and regress the proposals, NMS per class, then each detection's mask at its regressed box."""
         s = self.settings
-        class_logits, _, deltas = self.head.pool(maps, box_maps, _with_index(proposals), spatial_scale=1 / self.stride)
+        class_logits, _, deltas = self.head.pool(maps, box_maps, rois_with_index(proposals), spatial_scale=1 / self.stride)
         per_class = deltas.repeat(1, self.num_classes)  # class-agnostic boxes, one candidate per class
         detections = detect_boxes(class_logits, per_class, proposals, batch.image_sizes, coder=self.box_coder,
                                   score_threshold=s.score_threshold, nms_threshold=s.nms_threshold,
                                   max_detections=s.max_detections)
         boxes = [d[0] for d in detections]
-        _, mask_logits, _ = self.head.pool(maps, None, _with_index(boxes), spatial_scale=1 / self.stride)
+        _, mask_logits, _ = self.head.pool(maps, None, rois_with_index(boxes), spatial_scale=1 / self.stride)
         labels = torch.cat([d[2] for d in detections])
         probs = mask_logits[torch.arange(len(labels), device=labels.device), labels].sigmoid()
         predictions = []
@@ -165,10 +165,6 @@ def _mask_targets(target: InstanceTarget, boxes: Tensor, matched: Tensor, labels
         crops[positive] = (soft >= MASK_THRESHOLD).to(crops.dtype)
     return crops
 
-
-def _with_index(boxes: list[Tensor]) -> Tensor:
-    """Per-image boxes -> [R, 5] (batch index, x1, y1, x2, y2)."""
-    return torch.cat([torch.cat([b.new_full((len(b), 1), i), b], dim=1) for i, b in enumerate(boxes)])
 
 
 def fcis(

@@ -182,7 +182,7 @@ class InstanceFCN(nn.Module):
 
     def candidates(self, score_maps: Tensor, objectness: Tensor, image: int, batch: ImageBatch) -> dict[str, Tensor]:
         """One image at one scale: its best windows with their m x m mask probabilities, in input-image pixels."""
-        s, m = self.settings, self.assembler.m
+        s = self.settings
         size, original = batch.image_sizes[image], batch.original_sizes[image]
         rows_in, cols_in = -(-size[0] // STRIDE), -(-size[1] // STRIDE)  # windows centred inside the image
         probs = objectness[image, :, :rows_in, :cols_in].softmax(0)[1:]  # [K, h, w], background dropped

@@ -19,7 +19,7 @@ not read; ``pretrained_backbone`` takes a local torchvision ImageNet ResNet file
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import torch.nn.functional as F

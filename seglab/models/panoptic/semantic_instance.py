@@ -17,12 +17,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from seglab.errors import ConfigError
 from seglab.models.instance.inputs import as_image_list
-from seglab.models.panoptic.fusion import VOID, FusionSettings, PanopticClasses, fuse_panoptic
+from seglab.models.panoptic.fusion import FusionSettings, PanopticClasses, fuse_panoptic
 from seglab.models.panoptic.inputs import as_panoptic_targets, semantic_batch
 from seglab.registry import ModelSpec, create_model, model_spec, register_model
 from seglab.structures import PanopticPrediction
