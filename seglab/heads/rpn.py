@@ -92,6 +92,7 @@ class RegionProposalNetwork(nn.Module):
         box_gradients: in training, return proposal boxes that carry the gradient of the predicted
             deltas (MNC's cascade, sec. 3.2: later stages' losses reach the RPN's regression through
             the boxes); NMS and top-k still choose them without a gradient. Default: detached.
+        box_gradient_scale: factor on that gradient (1: as the loss gives it).
 
     Forward: ``(features, image_sizes, padded_size, targets)`` with image_sizes the (h, w) of each
     resized image inside the padded batch -> (Proposals, losses); losses only in training.
@@ -103,7 +104,7 @@ class RegionProposalNetwork(nn.Module):
         batch_per_image: int = 256, positive_fraction: float = 0.5, pre_nms_top_n: tuple[int, int] = (2000, 1000),
         post_nms_top_n: tuple[int, int] = (2000, 1000), nms_threshold: float = 0.7, min_box_size: float = 1e-3,
         box_loss_beta: float = 1.0 / 9, crowd_threshold: float = 0.7, head_channels: int | None = None,
-        box_gradients: bool = False,
+        box_gradients: bool = False, box_gradient_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.levels = tuple(levels)
@@ -117,7 +118,7 @@ class RegionProposalNetwork(nn.Module):
         self.pre_nms_top_n, self.post_nms_top_n = tuple(pre_nms_top_n), tuple(post_nms_top_n)
         self.nms_threshold, self.min_box_size = nms_threshold, min_box_size
         self.box_loss_beta, self.crowd_threshold = box_loss_beta, crowd_threshold
-        self.box_gradients = box_gradients
+        self.box_gradients, self.box_gradient_scale = box_gradients, box_gradient_scale
 
     def forward(
         self, features: dict[str, Tensor], image_sizes: Sequence[tuple[int, int]], padded_size: tuple[int, int],
@@ -136,7 +137,8 @@ class RegionProposalNetwork(nn.Module):
         if targets is None:
             raise ValueError("RegionProposalNetwork needs targets in training mode")
         if self.box_gradients:  # the same boxes, decoded again from the deltas that keep their graph
-            proposals.boxes = [clip_boxes_to_image(self.coder.decode(d[k], anchors[k]), size)
+            proposals.boxes = [_scale_gradient(clip_boxes_to_image(self.coder.decode(d[k], anchors[k]), size),
+                                               self.box_gradient_scale)
                                for d, k, size in zip(deltas, kept, image_sizes)]
         return proposals, self.losses(objectness, deltas, anchors, targets)
 
@@ -198,3 +200,8 @@ class RegionProposalNetwork(nn.Module):
             matched_boxes = gt_boxes[matched.clamp(min=0)]
         ignore_crowd_negatives(labels, anchors, target.crowd, threshold=self.crowd_threshold)
         return labels, matched_boxes
+
+
+def _scale_gradient(x: Tensor, scale: float) -> Tensor:
+    """``x`` in the forward pass; ``scale`` times its gradient in the backward pass."""
+    return x if scale == 1.0 else x.detach() + scale * (x - x.detach())

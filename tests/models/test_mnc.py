@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torchvision.ops import roi_align
 
@@ -56,6 +57,18 @@ def test_cascade_losses_reach_the_rpn_box_regression_through_the_boxes() -> None
     losses["loss_mask"].backward()  # stage 2 only: its one path to the RPN is the warped boxes
     grad = model.proposer.head.deltas.weight.grad
     assert grad is not None and float(grad.abs().sum()) > 0
+    full = grad.clone()
+    model.zero_grad()
+    model.proposer.box_gradient_scale = 0.1  # the CPU recipe's damping: the same forward, a tenth of the gradient
+    torch.manual_seed(1)
+    model(images, targets)["loss_mask"].backward()
+    scaled = model.proposer.head.deltas.weight.grad.clone()
+    model.zero_grad()
+    model.proposer.box_gradient_scale = 1.0
+    torch.manual_seed(1)
+    model(images, targets)["loss_mask"].backward()
+    torch.testing.assert_close(scaled, 0.1 * model.proposer.head.deltas.weight.grad)
+    assert float(full.abs().sum()) > 0
     model.zero_grad()
     model.proposer.box_gradients = False
     model(images, targets)["loss_mask"].backward()
@@ -134,3 +147,31 @@ def test_published_recipe_loads_and_builds() -> None:
     with torch.device("meta"):
         model = seglab.create_model(recipe.model.name, num_classes=21, **recipe.model.kwargs)
     assert model.proposer.box_gradients and model.settings.mask_weight == 2.0
+
+
+def test_output_stride_8_on_a_resnet_warps_at_one_eighth() -> None:
+    torch.manual_seed(0)
+    spec = seglab.model_spec(NAME)
+    model = seglab.create_model(NAME, num_classes=3, **(spec.test_kwargs | {"output_stride": 8})).eval()
+    assert model.stride == 8 and model.backbone.feature_specs["c5"].stride == 8
+    with torch.no_grad():
+        assert model.backbone(torch.randn(1, 3, 64, 96))["c5"].shape[-2:] == (8, 12)
+        predictions = model([torch.rand(3, 64, 96)])
+    assert predictions[0].masks.shape[-2:] == (64, 96)
+    with pytest.raises(seglab.errors.ConfigError, match="output_stride"):
+        seglab.create_model(NAME, num_classes=3, **(spec.test_kwargs | {"output_stride": 32}))
+
+
+def test_the_bridge_keeps_boxes_clipped_to_nothing_at_a_least_side() -> None:
+    model = seglab.create_model(NAME, num_classes=3, **seglab.model_spec(NAME).test_kwargs)
+    boxes = [torch.tensor([[90.0, 10.0, 95.0, 20.0], [10.0, 10.0, 30.0, 30.0]], requires_grad=True)]
+    deltas = torch.zeros(2, 3, 4)
+    deltas[0, :, 0] = 100.0  # pushes the first box far right of the 64-wide image: clipped to zero width
+    out = StageOutputs(torch.zeros(2, 21, 21), torch.zeros(2, 3), torch.zeros(2, 3), deltas.view(2, 12))
+    bridged = model.bridge(boxes, out, [(48, 64)])[0]
+    widths, heights = bridged[:, 2] - bridged[:, 0], bridged[:, 3] - bridged[:, 1]
+    assert bool((widths >= 1).all() and (heights >= 1).all()) and torch.allclose(bridged[1], boxes[0][1])
+    targets = model.box_coder.encode(bridged.detach(), bridged.detach())
+    assert torch.isfinite(targets).all()
+    bridged.sum().backward()
+    assert torch.isfinite(boxes[0].grad).all()

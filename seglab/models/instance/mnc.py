@@ -24,7 +24,8 @@ per image with 25 % positives at IoU >= 0.5 (Fast R-CNN's sampling; the release'
 is not reproduced in every detail); test-time results are stage 5's alone (the release also merges
 stage 3's) with box NMS 0.3 on the mask-level scores, no mask voting; the RPN's objectness is one
 logistic per anchor (seglab's RPN; the release has a two-way softmax); ``backbone=`` also takes a
-ResNet at output stride 16 (the paper's COCO entry uses ResNet-101).
+ResNet at output stride 16 (the paper's COCO entry uses ResNet-101), or 8 (``output_stride=8``, ours, for
+small images: ``mnc_synthetic_cpu``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from torchvision.ops import box_iou, clip_boxes_to_image
 from seglab.backbones import build_backbone
 from seglab.boxes import BoxCoder, match_boxes, paste_masks
 from seglab.boxes.roi_masks import binary_mask_targets
+from seglab.errors import ConfigError
 from seglab.heads.mnc import MASK_SIZE, WARP_SIZE, MaskedCategorizationHead, MaskEstimationHead
 from seglab.heads.roi_box import BOX_WEIGHTS, SampledRoIs, detect_boxes, sample_rois
 from seglab.heads.rpn import RegionProposalNetwork
@@ -58,8 +60,9 @@ from seglab.models.instance.inputs import (
 from seglab.registry import ModelSpec, register_model
 from seglab.structures import InstancePrediction, InstanceTarget
 
-STRIDE = 16  # conv5_3
+STRIDE = 16  # conv5_3 (the paper's; output_stride=8 on a ResNet dilates res4 and res5)
 ANCHOR_SIZES = (128, 256, 512)  # scales 8, 16, 32 x stride 16
+MIN_SIDE = 1.0  # pixels: the least side of a regressed box (ours: see MNC.bridge)
 MASK_LOSS_WEIGHT = 2.0  # loss_mask / loss_mask_ext loss_weight
 
 
@@ -114,6 +117,7 @@ class MNC(nn.Module):
         if self.settings.stages not in (3, 5):
             raise ValueError(f"MNC: stages is {self.settings.stages}; expected 3 or 5 (sec. 3.4)")
         self.box_coder = BoxCoder(weights=BOX_WEIGHTS)
+        self.stride = backbone.feature_specs["c5"].stride  # of the warped features and the RPN
 
     def forward(self, images: Any, targets: Any = None) -> list[InstancePrediction] | dict[str, Tensor]:
         batch, targets = self.prepare(images, targets)
@@ -125,17 +129,19 @@ class MNC(nn.Module):
 
     def stage(self, features: Tensor, boxes: list[Tensor]) -> StageOutputs:
         """Stages 2 and 3 on ``boxes`` (per image, image pixels): warp, estimate masks, categorise."""
-        warped = roi_warp(features, boxes, output_size=self.category_head.warp_size, spatial_scale=1 / STRIDE)
+        warped = roi_warp(features, boxes, output_size=self.category_head.warp_size,
+                            spatial_scale=1 / self.stride)
         mask_logits = self.mask_head(warped)
         class_logits, seg_logits, deltas = self.category_head(warped, mask_logits.sigmoid())
         return StageOutputs(mask_logits, class_logits, seg_logits, deltas)
 
     def bridge(self, boxes: list[Tensor], out: StageOutputs, image_sizes: Sequence[tuple[int, int]]) -> list[Tensor]:
-        """Stage 3's boxes regressed by the deltas of their best mask-level foreground class, clipped."""
+        """Stage 3's boxes regressed by the deltas of their best mask-level foreground class, clipped, each
+        side at least MIN_SIDE (a box clipped to nothing would have no box targets: log of a zero width)."""
         best = out.seg_class_logits.detach()[:, 1:].argmax(dim=1) + 1
         deltas = out.deltas.view(len(best), -1, 4)[torch.arange(len(best), device=best.device), best]
         regressed = self.box_coder.decode(deltas, torch.cat(boxes)).split([len(b) for b in boxes])
-        return [clip_boxes_to_image(b, size) for b, size in zip(regressed, image_sizes)]
+        return [_at_least(clip_boxes_to_image(b, size), MIN_SIDE) for b, size in zip(regressed, image_sizes)]
 
     def cascade_losses(self, features: Tensor, proposals: list[Tensor], batch: ImageBatch,
                        targets: Sequence[InstanceTarget]) -> dict[str, Tensor]:
@@ -242,7 +248,13 @@ class MNC(nn.Module):
         return prepare_inputs(images, targets, model=type(self).__name__, training=self.training,
                               num_classes=self.num_classes, normalize=self.normalize,
                               min_size=lambda: draw_min_size(self.min_size, training=self.training),
-                              max_size=self.max_size, size_divisible=STRIDE)
+                              max_size=self.max_size, size_divisible=16)
+
+
+def _at_least(boxes: Tensor, side: float) -> Tensor:
+    """Boxes [R, 4] XYXY with x2 >= x1 + side and y2 >= y1 + side (differentiable, as the cascade needs)."""
+    x1, y1, x2, y2 = boxes.unbind(1)
+    return torch.stack([x1, y1, torch.maximum(x2, x1 + side), torch.maximum(y2, y1 + side)], dim=1)
 
 
 def mask_iou_in_boxes(predicted: Tensor, crops: Tensor, boxes: Tensor, gt_areas: Tensor) -> Tensor:
@@ -262,7 +274,8 @@ def mnc(
     min_size: int | Sequence[int] | None = 600, max_size: int | None = 1000, pretrained_backbone: str | None = None,
     anchor_sizes: Sequence[int] = ANCHOR_SIZES, rpn_channels: int = 512,
     rpn_pre_nms_top_n: tuple[int, int] = (12000, 6000), rpn_post_nms_top_n: tuple[int, int] = (2000, 300),
-    rois_per_image: int = 128, score_threshold: float = 0.05, max_detections: int = 100,
+    rois_per_image: int = 128, score_threshold: float = 0.05, max_detections: int = 100, output_stride: int = STRIDE,
+    box_gradient_scale: float = 1.0,
 ) -> MNC:
     """Build MNC on VGG16's conv5_3 (or a ResNet's res5 at stride 16).
 
@@ -279,13 +292,19 @@ def mnc(
             R-CNN's end-to-end settings).
         rois_per_image: RoIs sampled per image in training (128).
         score_threshold, max_detections: inference (0.05, 100).
+        output_stride: 16 (conv5_3, the paper's) or 8 (a ResNet with res4 dilated too: small images, see
+            mnc_synthetic_cpu).
+        box_gradient_scale: factor on the gradient the cascade's losses send through the RoI boxes into the
+            RPN's regression (1, the paper's; 0 detaches the boxes).
     """
-    encoder = build_backbone(backbone, output_stride=STRIDE, pretrained=pretrained_backbone)
+    if output_stride not in (16, 8):
+        raise ConfigError(f"mnc: output_stride is {output_stride}; expected 16 (conv5_3, the paper's) or 8")
+    encoder = build_backbone(backbone, output_stride=output_stride, pretrained=pretrained_backbone)
     channels = encoder.feature_specs["c5"].channels
     proposer = RegionProposalNetwork(
         in_channels=channels, levels=("c5",), anchor_sizes=[tuple(anchor_sizes)], anchor_ratios=[(0.5, 1.0, 2.0)],
         pre_nms_top_n=rpn_pre_nms_top_n, post_nms_top_n=rpn_post_nms_top_n, head_channels=rpn_channels,
-        box_gradients=True,
+        box_gradients=box_gradient_scale != 0, box_gradient_scale=box_gradient_scale,
     )
     return MNC(
         backbone=encoder, proposer=proposer,
