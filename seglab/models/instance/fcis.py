@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from seglab.boxes import BoxCoder, mask_targets, paste_masks, rois_with_index
+from seglab.boxes import BoxCoder, mask_targets, rois_with_index
 from seglab.errors import ConfigError
 from seglab.heads.fcis import GROUP, POOLED, InsideOutsideHead
 from seglab.heads.roi_box import BOX_WEIGHTS, detect_boxes, sample_rois
@@ -44,8 +44,8 @@ from seglab.models.instance.inputs import (
     DETECTIONS_EXPORT_NOTE,
     ImageBatch,
     draw_min_size,
+    pasted_predictions,
     prepare_inputs,
-    scale_boxes,
     size_choices,
 )
 from seglab.models.instance.mask_rcnn import resnet_encoder
@@ -146,14 +146,7 @@ class FCIS(nn.Module):
         _, mask_logits, _ = self.head.pool(maps, None, rois_with_index(boxes), spatial_scale=1 / self.stride)
         labels = torch.cat([d[2] for d in detections])
         probs = mask_logits[torch.arange(len(labels), device=labels.device), labels].sigmoid()
-        predictions = []
-        for (det_boxes, scores, det_labels), masks, size, original in zip(
-            detections, probs.split([len(b) for b in boxes]), batch.image_sizes, batch.original_sizes
-        ):
-            det_boxes = scale_boxes(det_boxes, size, original)
-            predictions.append(InstancePrediction(masks=paste_masks(masks, det_boxes, original), boxes_xyxy=det_boxes,
-                                                  labels=det_labels, scores=scores))
-        return predictions
+        return pasted_predictions(detections, probs.split([len(b) for b in boxes]), batch)
 
 
 def _mask_targets(target: InstanceTarget, boxes: Tensor, matched: Tensor, labels: Tensor) -> Tensor:

@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from seglab.boxes import paste_masks
 from seglab.errors import InputError
-from seglab.structures import InstanceTarget
+from seglab.structures import InstancePrediction, InstanceTarget
 
 
 # Why instance models refuse ONNX export (their ModelSpec.export_note; `seglab export` prints it).
@@ -161,6 +162,25 @@ def scale_boxes(boxes: Tensor, from_size: tuple[int, int], to_size: tuple[int, i
     ratio_w = torch.tensor(to_size[1], dtype=torch.float32) / torch.tensor(from_size[1], dtype=torch.float32)
     ratios = torch.stack([ratio_w, ratio_h, ratio_w, ratio_h]).to(boxes.device)
     return boxes * ratios.to(boxes.dtype)
+
+
+def pasted_predictions(detections: Sequence[Sequence[Tensor]], masks: Sequence[Tensor],
+                       batch: ImageBatch) -> list[InstancePrediction]:
+    """Detections in the resized input, mapped back to each original image with their masks pasted.
+
+    Args:
+        detections: per image (boxes [D, 4] in resized-input pixels, scores [D], labels [D], ...).
+        masks: per image [D, m, m] box-local mask probabilities.
+        batch: the ImageBatch the detections were found in.
+    """
+    predictions = []
+    for (boxes, scores, labels, *_), image_masks, size, original in zip(
+        detections, masks, batch.image_sizes, batch.original_sizes
+    ):
+        boxes = scale_boxes(boxes, size, original)
+        predictions.append(InstancePrediction(masks=paste_masks(image_masks, boxes, original), boxes_xyxy=boxes,
+                                              labels=labels, scores=scores))
+    return predictions
 
 
 def prepare_inputs(

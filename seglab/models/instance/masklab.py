@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import MultiScaleRoIAlign
 
-from seglab.boxes import mask_targets, paste_masks
+from seglab.boxes import mask_targets
 from seglab.boxes.directions import IGNORE, NUM_DIRECTIONS, NUM_DISTANCES, direction_targets, semantic_targets
 from seglab.errors import ConfigError
 from seglab.heads.masklab import MaskLabCropper, MaskLabCrops, MaskLabMaskHead, Res5BoxHead
@@ -58,7 +58,7 @@ from seglab.layers.aspp import deeplabv3_aspp
 from seglab.layers.upsample import resize_to
 from seglab.losses.cross_entropy import PixelCrossEntropy
 from seglab.losses.detection import mask_rcnn_mask_loss
-from seglab.models.instance.inputs import DETECTIONS_EXPORT_NOTE, ImageBatch, scale_boxes
+from seglab.models.instance.inputs import DETECTIONS_EXPORT_NOTE, ImageBatch, pasted_predictions
 from seglab.models.instance.mask_rcnn import resnet_encoder
 from seglab.models.instance.two_stage import RoISettings, TwoStageSegmenter
 from seglab.models.semantic.deeplab import ContextClassifier
@@ -143,15 +143,7 @@ class MaskLab(TwoStageSegmenter):
         """The refined mask of each detection (for its predicted class), pasted into the input image."""
         boxes = [d[0] for d in detections]
         _, mask_logits = self.mask_head(self.mask_pooler(features, boxes, torch.cat([d[2] for d in detections])))
-        probs = mask_logits[:, 0].sigmoid().split([len(b) for b in boxes])
-        predictions = []
-        for (det_boxes, scores, labels), masks, size, original in zip(
-            detections, probs, batch.image_sizes, batch.original_sizes
-        ):
-            det_boxes = scale_boxes(det_boxes, size, original)
-            predictions.append(InstancePrediction(masks=paste_masks(masks, det_boxes, original), boxes_xyxy=det_boxes,
-                                                  labels=labels, scores=scores))
-        return predictions
+        return pasted_predictions(detections, mask_logits[:, 0].sigmoid().split([len(b) for b in boxes]), batch)
 
     def cost_forward(self, images: Tensor) -> None:
         """TwoStageSegmenter's fixed-load inference, with the semantic and direction branches."""

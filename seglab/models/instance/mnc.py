@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from torchvision.ops import box_iou, clip_boxes_to_image
 
 from seglab.backbones import build_backbone
-from seglab.boxes import BoxCoder, match_boxes, paste_masks
+from seglab.boxes import BoxCoder, match_boxes
 from seglab.boxes.roi_masks import binary_mask_targets
 from seglab.errors import ConfigError
 from seglab.heads.mnc import MASK_SIZE, WARP_SIZE, MaskedCategorizationHead, MaskEstimationHead
@@ -53,8 +53,8 @@ from seglab.models.instance.inputs import (
     DETECTIONS_EXPORT_NOTE,
     ImageBatch,
     draw_min_size,
+    pasted_predictions,
     prepare_inputs,
-    scale_boxes,
     size_choices,
 )
 from seglab.registry import ModelSpec, register_model
@@ -223,14 +223,7 @@ class MNC(nn.Module):
                                   coder=self.box_coder, score_threshold=s.score_threshold,
                                   nms_threshold=s.nms_threshold, max_detections=s.max_detections, return_index=True)
         masks = out.mask_logits.sigmoid().split([len(b) for b in boxes])
-        predictions = []
-        for (det_boxes, scores, labels, index), image_masks, size, original in zip(
-            detections, masks, batch.image_sizes, batch.original_sizes
-        ):
-            det_boxes = scale_boxes(det_boxes, size, original)
-            predictions.append(InstancePrediction(masks=paste_masks(image_masks[index], det_boxes, original),
-                                                  boxes_xyxy=det_boxes, labels=labels, scores=scores))
-        return predictions
+        return pasted_predictions(detections, [m[d[3]] for m, d in zip(masks, detections)], batch)
 
     def cost_forward(self, images: Tensor) -> None:
         """One inference's computation for counting FLOPs: backbone, RPN head, and stages 2-3 (twice with 5

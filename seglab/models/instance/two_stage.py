@@ -20,13 +20,19 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import MultiScaleRoIAlign
 
-from seglab.boxes import BoxCoder, mask_targets, paste_masks
+from seglab.boxes import BoxCoder, mask_targets
 from seglab.heads.roi_box import BOX_WEIGHTS, RoIBoxHead, SampledRoIs, detect_boxes, sample_rois
 from seglab.heads.roi_mask import RoIMaskHead, mask_probabilities
 from seglab.heads.rpn import RegionProposalNetwork
 from seglab.layers.normalize import Normalize
 from seglab.losses.detection import fast_rcnn_losses, mask_rcnn_mask_loss
-from seglab.models.instance.inputs import ImageBatch, draw_min_size, prepare_inputs, scale_boxes, size_choices
+from seglab.models.instance.inputs import (
+    ImageBatch,
+    draw_min_size,
+    pasted_predictions,
+    prepare_inputs,
+    size_choices,
+)
 from seglab.structures import InstancePrediction, InstanceTarget
 
 
@@ -155,11 +161,4 @@ class TwoStageSegmenter(nn.Module):
         boxes = [d[0] for d in detections]
         mask_logits = self.mask_head(self.mask_pooler(features, boxes, batch.image_sizes))
         probs = mask_probabilities(mask_logits, torch.cat([d[2] for d in detections])).split([len(b) for b in boxes])
-        predictions = []
-        for (det_boxes, scores, labels), masks, size, original in zip(
-            detections, probs, batch.image_sizes, batch.original_sizes
-        ):
-            det_boxes = scale_boxes(det_boxes, size, original)
-            predictions.append(InstancePrediction(masks=paste_masks(masks, det_boxes, original), boxes_xyxy=det_boxes,
-                                                  labels=labels, scores=scores))
-        return predictions
+        return pasted_predictions(detections, probs, batch)
