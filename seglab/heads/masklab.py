@@ -22,6 +22,7 @@ from torchvision.ops import roi_align
 
 from seglab.boxes import rois_with_index
 from seglab.boxes.directions import NUM_DIRECTIONS, NUM_DISTANCES, crop_direction_index
+from seglab.heads.roi_box import BOX_STD, CLS_STD, gaussian_init
 
 
 class Res5BoxHead(nn.Module):
@@ -40,10 +41,8 @@ class Res5BoxHead(nn.Module):
         self.res5 = res5
         self.cls_score = nn.Linear(out_channels, num_classes)
         self.bbox_pred = nn.Linear(out_channels, num_classes * 4)
-        nn.init.normal_(self.cls_score.weight, std=0.01)  # Fast R-CNN sec. 2.3
-        nn.init.normal_(self.bbox_pred.weight, std=0.001)
-        nn.init.zeros_(self.cls_score.bias)
-        nn.init.zeros_(self.bbox_pred.bias)
+        gaussian_init(self.cls_score, CLS_STD)
+        gaussian_init(self.bbox_pred, BOX_STD)
 
     def forward(self, pooled: Tensor) -> tuple[Tensor, Tensor]:
         x = self.res5(pooled).mean((2, 3))

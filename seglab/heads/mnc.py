@@ -19,14 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seglab.heads.roi_box import gaussian_init
+
 WARP_SIZE = 14  # roi_warping pooled_w / pooled_h
 MASK_SIZE = 21  # mask_pred 441 = 21 x 21
-
-
-def _init(layer: nn.Linear, std: float) -> nn.Linear:
-    nn.init.normal_(layer.weight, std=std)
-    nn.init.zeros_(layer.bias)
-    return layer
 
 
 class MaskEstimationHead(nn.Module):
@@ -41,8 +37,8 @@ class MaskEstimationHead(nn.Module):
                  mask_size: int = MASK_SIZE) -> None:
         super().__init__()
         self.mask_size = mask_size
-        self.fc = _init(nn.Linear(in_channels * warp_size * warp_size, hidden), 0.001)
-        self.mask = _init(nn.Linear(hidden, mask_size * mask_size), 0.001)
+        self.fc = gaussian_init(nn.Linear(in_channels * warp_size * warp_size, hidden), 0.001)
+        self.mask = gaussian_init(nn.Linear(hidden, mask_size * mask_size), 0.001)
 
     def forward(self, warped: Tensor) -> Tensor:
         return self.mask(F.relu(self.fc(warped.flatten(1)))).view(-1, self.mask_size, self.mask_size)
@@ -73,9 +69,9 @@ class MaskedCategorizationHead(nn.Module):
         self.warp_size = warp_size
         self.box_path = _FC67(in_channels, pooled=warp_size // 2, hidden=hidden)
         self.mask_path = _FC67(in_channels, pooled=warp_size // 2, hidden=hidden)
-        self.cls_score = _init(nn.Linear(2 * hidden, num_classes), 0.01)  # box-level
-        self.seg_cls_score = _init(nn.Linear(2 * hidden, num_classes), 0.01)  # mask-level
-        self.bbox_pred = _init(nn.Linear(2 * hidden, 4 * num_classes), 0.001)
+        self.cls_score = gaussian_init(nn.Linear(2 * hidden, num_classes), 0.01)  # box-level
+        self.seg_cls_score = gaussian_init(nn.Linear(2 * hidden, num_classes), 0.01)  # mask-level
+        self.bbox_pred = gaussian_init(nn.Linear(2 * hidden, 4 * num_classes), 0.001)
 
     def forward(self, warped: Tensor, masks: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         size = (self.warp_size, self.warp_size)

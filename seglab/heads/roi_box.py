@@ -24,6 +24,15 @@ from seglab.structures import InstanceTarget
 BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # Detectron's BBOX_REG_WEIGHTS for the RoI head
 
 
+CLS_STD, BOX_STD = 0.01, 0.001  # Fast R-CNN sec. 2.3: the classifier's and the box regressor's init
+
+
+def gaussian_init(layer: nn.Module, std: float) -> nn.Module:
+    """Weights from N(0, std^2), bias zero (Fast R-CNN's predictors, and the release layers built like them)."""
+    nn.init.normal_(layer.weight, std=std)
+    nn.init.zeros_(layer.bias)
+    return layer
+
 class RoIBoxHead(nn.Module):
     """fc6 -> ReLU -> fc7 -> ReLU, then ``cls_score`` (K + 1) and ``bbox_pred`` (4 (K + 1)).
 
@@ -42,10 +51,8 @@ class RoIBoxHead(nn.Module):
         self.fc7 = nn.Linear(hidden, hidden)
         self.cls_score = nn.Linear(hidden, num_classes)
         self.bbox_pred = nn.Linear(hidden, num_classes * 4)
-        nn.init.normal_(self.cls_score.weight, std=0.01)  # Fast R-CNN sec. 2.3
-        nn.init.normal_(self.bbox_pred.weight, std=0.001)
-        nn.init.zeros_(self.cls_score.bias)
-        nn.init.zeros_(self.bbox_pred.bias)
+        gaussian_init(self.cls_score, CLS_STD)
+        gaussian_init(self.bbox_pred, BOX_STD)
 
     def forward(self, pooled: Tensor) -> tuple[Tensor, Tensor]:
         x = F.relu(self.fc7(F.relu(self.fc6(pooled.flatten(1)))))
