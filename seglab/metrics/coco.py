@@ -88,15 +88,23 @@ class CocoEvaluator:
         iou_types: any of "bbox" and "segm".
         mask_threshold: soft prediction masks are foreground where >= this (Mask R-CNN sec. 3: 0.5).
         max_dets: detections kept per image, top scores first (the COCO protocol's 100), and the
-            last of COCOeval's maxDets (1, 10, max_dets).
+            last of COCOeval's maxDets (1, 10, max_dets); or three increasing counts, COCOeval's maxDets
+            themselves, e.g. (10, 100, 1000) for proposal recall, which adds ``_ar<d>`` for each.
+        class_agnostic: ignore categories (COCOeval ``useCats = 0``): every detection may match every
+            ground truth, as proposal recall is measured (DeepMask sec. 4: AR@10/100/1000 of boxes and
+            masks); ``per_class`` is then empty.
     """
 
     def __init__(self, *, classes: Sequence[str], category_ids: Sequence[int] | None = None,
-                 iou_types: Sequence[str] = IOU_TYPES, mask_threshold: float = 0.5, max_dets: int = 100) -> None:
+                 iou_types: Sequence[str] = IOU_TYPES, mask_threshold: float = 0.5,
+                 max_dets: int | Sequence[int] = 100, class_agnostic: bool = False) -> None:
         ids = list(range(len(classes))) if category_ids is None else list(category_ids)
-        _check_config(classes, ids, iou_types, mask_threshold, max_dets)
+        dets = _max_dets_list(max_dets)
+        _check_config(classes, ids, iou_types, mask_threshold, dets[-1])
         self.classes, self.category_ids = tuple(classes), ids
-        self.iou_types, self.mask_threshold, self.max_dets = tuple(iou_types), float(mask_threshold), max_dets
+        self.iou_types, self.mask_threshold, self.max_dets = tuple(iou_types), float(mask_threshold), dets[-1]
+        self.max_dets_list, self.all_recalls = dets, not isinstance(max_dets, int)
+        self.class_agnostic = bool(class_agnostic)
         self._records: list[dict[str, Any]] = []
         self._seen: set[int] = set()
         self._updated = 0  # images given to update() in this process (the default ids)
@@ -258,6 +266,9 @@ class CocoEvaluator:
             stats[iou_type], per_class[iou_type], table = self._evaluate(iou_type)
             for key, i in _STAT_KEYS.items():
                 out[f"{iou_type}_{key}{self.max_dets if key == 'ar' else ''}"] = stats[iou_type][i]
+            if self.all_recalls:  # stats 6, 7, 8 are AR at maxDets[0], [1], [2]
+                for i, dets in enumerate(self.max_dets_list):
+                    out[f"{iou_type}_ar{dets}"] = stats[iou_type][6 + i]
             tables.append(f"IoU metric: {iou_type}\n{table}")
         out.update(stats=stats, per_class=per_class, table="\n".join(tables))
         return out
@@ -272,7 +283,8 @@ class CocoEvaluator:
         with contextlib.redirect_stdout(io.StringIO()):  # COCO's loaders and C++ core may print
             coco_gt = COCO(gt)
             evaluator = COCOeval_faster(coco_gt, _results_dataset(gt, dts), iou_type, print_function=lambda *_: None)
-            evaluator.params.maxDets = [1, 10, self.max_dets]
+            evaluator.params.maxDets = list(self.max_dets_list)
+            evaluator.params.useCats = 0 if self.class_agnostic else 1
             evaluator.evaluate()
             evaluator.accumulate()
             evaluator.print_function = lines.append
@@ -280,7 +292,7 @@ class CocoEvaluator:
         stats = [math.nan if s < 0 else float(s) for s in evaluator.stats[:12]]
         precision = evaluator.eval["precision"][:, :, :, 0, -1]  # [T, R, K] over all areas, max_dets
         per_class = {}
-        for k, category in enumerate(evaluator.params.catIds):
+        for k, category in enumerate(evaluator.params.catIds if not self.class_agnostic else ()):
             valid = precision[:, :, k][precision[:, :, k] > -1]
             per_class[names[category]] = float(valid.mean()) if valid.size else math.nan
         return stats, per_class, "\n".join(lines[:12])
@@ -297,6 +309,18 @@ def _results_dataset(gt: dict[str, Any], results: list[dict[str, Any]]) -> COCO:
     annotations = [{**r, "id": ann_id, "iscrowd": 0, "area": area, "bbox": box}
                    for ann_id, (r, (area, box)) in enumerate(zip(results, extra), start=1)]
     return COCO({"images": gt["images"], "categories": gt["categories"], "annotations": annotations})
+
+
+def _max_dets_list(max_dets: int | Sequence[int]) -> tuple[int, ...]:
+    """COCOeval's maxDets: (1, 10, max_dets) for an int, else the three given counts (checked)."""
+    if isinstance(max_dets, (int, np.integer)) and not isinstance(max_dets, bool):
+        return (1, 10, int(max_dets))
+    dets = tuple(max_dets) if isinstance(max_dets, Sequence) and not isinstance(max_dets, str) else ()
+    if len(dets) != 3 or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dets) or (
+        list(dets) != sorted(set(dets))
+    ):
+        raise ConfigError(f"CocoEvaluator max_dets must be a positive int or three increasing ints, got {max_dets!r}")
+    return dets
 
 
 def _check_config(classes: Sequence[str], ids: list[int], iou_types: Sequence[str], mask_threshold: float,
