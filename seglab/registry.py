@@ -32,6 +32,8 @@ class ModelSpec:
             not come from the recipe's ``loss`` section (instance models; the contract test checks them).
         test_kwargs: small builder settings for the contract tests.
         reference_params: parameter count the paper reports, with `reference_kwargs` to build it.
+        outputs: "instances" (labelled detections, scored by COCO AP) or "proposals" (class-agnostic
+            ranked masks, labels all 1, scored by proposal recall AR@10/100/1000: DeepMask, SharpMask).
     """
 
     task: Task
@@ -47,6 +49,7 @@ class ModelSpec:
     test_kwargs: dict[str, Any] = field(default_factory=dict)
     reference_params: float | None = None
     reference_kwargs: dict[str, Any] = field(default_factory=dict)
+    outputs: Literal["instances", "proposals"] = "instances"
     name: str = ""
 
 

@@ -103,15 +103,21 @@ def _render_instance(metrics: dict[str, Any], config: dict[str, Any], data: Any,
         print(json.dumps(json_safe({**metrics, "images": count}), indent=2))
         return
     keys = ("ap", "ap50", "ap75", "aps", "apm", "apl", "ar100")
+    if "segm_ar1000" in metrics:  # class-agnostic proposals (ModelSpec.outputs): recall at 10 / 100 / 1000
+        keys = ("ar10", "ar100", "ar1000", "ap", "ap50", "ap75")
     summary = [{"type": t, **{k: metrics[f"{t}_{k}"] for k in keys}} for t in ("segm", "bbox")]
     per_class = [{"class": name, "mask_ap": ap, "box_ap": metrics["per_class"]["bbox"].get(name)}
                  for name, ap in metrics["per_class"]["segm"].items()]
     if fmt is OutputFormat.csv:
         render_rows(summary, title="", fmt=fmt)
         return
-    render_rows(summary, title=f"{config['model']} on {count} images: COCO AP (IoU .50:.95), AP50, AP75, "
-                               "small / medium / large, AR@100", fmt=fmt)
-    render_rows(per_class, title="per-class AP", fmt=fmt)
+    if "segm_ar1000" in metrics:
+        render_rows(summary, title=f"{config['model']} on {count} images: class-agnostic proposal recall "
+                                   "AR@10 / 100 / 1000 (IoU .50:.95), and AP", fmt=fmt)
+    else:
+        render_rows(summary, title=f"{config['model']} on {count} images: COCO AP (IoU .50:.95), AP50, AP75, "
+                                   "small / medium / large, AR@100", fmt=fmt)
+        render_rows(per_class, title="per-class AP", fmt=fmt)
     console.print(metrics["table"], highlight=False)
 
 

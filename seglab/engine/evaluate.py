@@ -64,8 +64,13 @@ def evaluate_instances(
     device: torch.device,
     progress: Callable[[int], None] | None = None,
     keep_results: bool = False,
+    proposals: bool = False,
 ) -> dict[str, Any]:
     """COCO box and mask AP of an instance model over ``loader`` (see ``seglab.metrics.coco.CocoEvaluator``).
+
+    ``proposals``: the model outputs class-agnostic proposals (``ModelSpec.outputs``); categories are
+    ignored and recall is measured at 10, 100 and 1000 proposals (``segm_ar1000``, ...), as DeepMask
+    and SharpMask report it.
 
     Images are numbered by their dataset index (the loader's ``Subset`` indices under DDP), so ranks
     never share an id; results are gathered on every rank before computing. The model is put in
@@ -79,7 +84,9 @@ def evaluate_instances(
 
     was_training = model.training
     model.eval()
-    evaluator = CocoEvaluator(classes=classes, category_ids=category_ids)
+    evaluator = (CocoEvaluator(classes=classes, category_ids=category_ids, class_agnostic=True,
+                               max_dets=PROPOSAL_MAX_DETS) if proposals
+                 else CocoEvaluator(classes=classes, category_ids=category_ids))
     indices = list(getattr(getattr(loader, "dataset", None), "indices", []) or [])
     seen = 0
     for images, targets in loader:
@@ -94,6 +101,9 @@ def evaluate_instances(
     model.train(was_training)
     metrics = evaluator.compute()
     return {**metrics, "results": evaluator.results()} if keep_results else metrics
+
+
+PROPOSAL_MAX_DETS = (10, 100, 1000)  # AR@10, AR@100, AR@1000 (DeepMask sec. 4, SharpMask sec. 4)
 
 
 @torch.no_grad()

@@ -72,9 +72,9 @@ class SeededTransforms(Dataset):
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, index: int) -> Any:
-        sample = self.dataset[index]
-        if self.transforms is None:
-            return sample
+        # The item is drawn under the same seed: a dataset wrapper that samples (DeepMask's patches,
+        # seglab.data.patches) is then as reproducible and resumable as the transforms.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed((self.seed * 1_000_003 + self.epoch) * 1_000_003 + index)
-            return self.transforms(*sample)
+            sample = self.dataset[index]
+            return sample if self.transforms is None else self.transforms(*sample)

@@ -96,6 +96,28 @@ class InstanceTask(_Task):
 
 
 @dataclass(frozen=True)
+class ProposalTask(InstanceTask):
+    """Class-agnostic proposals (``ModelSpec.outputs == "proposals"``: DeepMask, SharpMask): instance data,
+    categories ignored, recall at 10 / 100 / 1000 proposals; best checkpoint by mask AR@100."""
+
+    best_metric: str = "segm_ar100"
+
+    def evaluate(self, model: nn.Module, loader: Iterable[Any], *, dataset: Any, device: torch.device,
+                 input_size: tuple[int, int] | None = None, progress: Progress = None,
+                 keep_results: bool = False) -> dict[str, Any]:
+        from seglab.engine.evaluate import evaluate_instances
+
+        return evaluate_instances(model, loader, classes=dataset.classes,
+                                  category_ids=getattr(dataset, "category_ids", None), device=device,
+                                  progress=progress, keep_results=keep_results, proposals=True)
+
+    def summary(self, metrics: dict[str, Any]) -> str:
+        return (f"val mask AR@10/100/1000 {metrics['segm_ar10']:.4f} / {metrics['segm_ar100']:.4f} / "
+                f"{metrics['segm_ar1000']:.4f}, box AR {metrics['bbox_ar10']:.4f} / {metrics['bbox_ar100']:.4f} / "
+                f"{metrics['bbox_ar1000']:.4f}")
+
+
+@dataclass(frozen=True)
 class PanopticTask(_Task):
     """Stuff and things: lists of images and PanopticTargets, panoptic quality, best checkpoint by PQ."""
 
@@ -143,14 +165,16 @@ def _lists_to_device(images: list[Tensor], targets: list[Any], device: torch.dev
 
 Task = SemanticTask | InstanceTask | PanopticTask
 TASKS: dict[str, Task] = {"semantic": SemanticTask(), "instance": InstanceTask(), "panoptic": PanopticTask()}
+PROPOSALS = ProposalTask()  # the instance adapter of models whose ModelSpec.outputs is "proposals"
 
 
 def task_of(model: str) -> Task:
-    """The adapter of a registered model's task."""
-    task = model_spec(model).task
-    if task not in TASKS:
-        raise ConfigError(f"{model} is a {task} model; seglab's engine does not train or evaluate {task} models yet")
-    return TASKS[task]
+    """The adapter of a registered model's task (instance models that output proposals get ``PROPOSALS``)."""
+    spec = model_spec(model)
+    if spec.task not in TASKS:
+        raise ConfigError(f"{model} is a {spec.task} model; seglab's engine does not train or evaluate {spec.task} "
+                          "models yet")
+    return PROPOSALS if spec.task == "instance" and spec.outputs == "proposals" else TASKS[spec.task]
 
 
 def task_of_checkpoint(config: dict[str, Any]) -> Task:
@@ -159,6 +183,8 @@ def task_of_checkpoint(config: dict[str, Any]) -> Task:
     if task not in TASKS:
         raise ConfigError(f"the checkpoint holds a {task} model ({config['model']}); seglab cannot evaluate or "
                           f"predict {task} models yet")
+    if task == "instance" and model_spec(config["model"]).outputs == "proposals":
+        return PROPOSALS
     return TASKS[task]
 
 

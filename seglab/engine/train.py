@@ -19,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
 from seglab.data import build_dataset
+from seglab.data.patches import PatchSampler
 from seglab.engine.checkpoint import (
     STATE_FILE,
     capture_rng,
@@ -84,6 +85,8 @@ def build_train_loader(
     task = task or task_of(recipe.model.name)
     d = recipe.data
     dataset = build_dataset(d.dataset, split=d.train_split, root=d.root, **dataset_kwargs(task.name, d.dataset, d.kwargs))
+    if d.patches is not None:  # DeepMask's training patches (sec. 3.1), cut from the images by a wrapper
+        dataset = PatchSampler(dataset, **d.patches.model_dump())
     seeded = SeededTransforms(dataset, task.train_transforms(d), seed=recipe.train.seed)
     if len(seeded) < d.batch_size * info.world_size:
         raise ConfigError(
@@ -178,6 +181,7 @@ def _build(recipe: Recipe, task: Any, info: DistInfo) -> _Run:
     val_loader = build_eval_loader(recipe, info, val_split, task) if val_split else None
     dataset = seeded.dataset
     model = build_model(recipe, dataset.num_classes, **task.model_kwargs(dataset, recipe.model.kwargs)).to(info.device)
+    _check_patches(recipe, model)
     optimizer = build_optimizer(recipe.optim, model)
     schedule = resolve_schedule(recipe.schedule, len(loader))  # epochs and schedule.scale -> iterations
     amp = recipe.train.amp and info.device.type == "cuda"
@@ -187,6 +191,22 @@ def _build(recipe: Recipe, task: Any, info: DistInfo) -> _Run:
         scheduler=build_scheduler(schedule, optimizer), scaler=torch.amp.GradScaler(info.device.type, enabled=amp),
         amp=amp, steps=schedule.steps,
     )
+
+
+def _check_patches(recipe: Recipe, model: nn.Module) -> None:
+    """data.patches must cut the windows the model labels (its patch_size and context), else ConfigError."""
+    patches = recipe.data.patches
+    if patches is None:
+        return
+    for field in ("patch_size", "context"):
+        ours = patches.size if field == "patch_size" else patches.context
+        theirs = getattr(model, field, None)
+        if theirs is None:
+            raise ConfigError(f"data.patches is set but {recipe.model.name} does not train on patches; remove it")
+        if theirs != ours:
+            key = "size" if field == "patch_size" else field
+            raise ConfigError(f"data.patches.{key} is {ours} but {recipe.model.name} has {field} {theirs}; set them "
+                              f"equal (model.kwargs.{field})")
 
 
 def _restore(run: _Run, out_dir: Path) -> tuple[int, float]:
@@ -282,7 +302,9 @@ def _checkpoint(out_dir: Path, info: DistInfo, model: nn.Module, optimizer: Any,
     barrier()
 
 
-WEIGHT_FILE_KWARGS = ("pretrained", "pretrained_backbone")  # builder arguments that only name weight files
+# builder arguments that only name weight files
+# (a proposer checkpoint is recorded as its spec by the host's rebuild_kwargs, seglab.models.instance.proposals)
+WEIGHT_FILE_KWARGS = ("pretrained", "pretrained_backbone", "pretrained_deepmask", "proposer")
 
 
 def _weights_config(recipe: Recipe, dataset: Any, model: nn.Module) -> dict[str, Any]:

@@ -22,6 +22,20 @@ class ModelConfig(_Strict):
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
+class PatchConfig(_Strict):
+    """Train on DeepMask's patches of the dataset's images (``seglab.data.patches.PatchSampler``).
+
+    DeepMask (arXiv 1506.06204, sec. 3.1-3.2) trains on 224-px windows holding a canonical object
+    (positives) or none (negatives); the model's ``patch_size`` and ``context`` must match.
+    """
+
+    size: int = Field(224, ge=16)  # the window side (sec. 3.1: 224)
+    context: int = Field(0, ge=0)  # pixels of context on each side (the authors' code: 16)
+    positive_fraction: float = Field(0.5, ge=0, le=1)  # DataSampler.lua: positives and negatives equally
+    hflip: bool = True  # sec. 3.2: horizontal flip
+    min_area: int = Field(100, ge=0)  # DataSampler.lua: no positives of objects under 100 px
+
+
 class DataConfig(_Strict):
     """Dataset, splits and the augmentation applied by the loaders."""
 
@@ -39,6 +53,8 @@ class DataConfig(_Strict):
     augment: list[dict[str, Any]] | None = None
     batch_size: int = Field(8, ge=1)  # per process
     workers: int = Field(0, ge=0)
+    # Training items are DeepMask patches of the training images (evaluation keeps whole images).
+    patches: PatchConfig | None = None
 
     @model_validator(mode="after")
     def _check_augment(self) -> DataConfig:

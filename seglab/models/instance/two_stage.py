@@ -31,8 +31,10 @@ from seglab.models.instance.inputs import (
     draw_min_size,
     pasted_predictions,
     prepare_inputs,
+    scale_boxes,
     size_choices,
 )
+from seglab.models.instance.proposals import ImageProposals
 from seglab.structures import InstancePrediction, InstanceTarget
 
 
@@ -89,11 +91,25 @@ class TwoStageSegmenter(nn.Module):
 
     def forward(self, images: Any, targets: Any = None) -> list[InstancePrediction] | dict[str, Tensor]:
         batch, targets = self.prepare(images, targets)
-        features = self.neck(self.backbone(batch.tensor))
+        features = self.dense_features(batch.tensor)
         proposals, losses = self.proposer(features, batch.image_sizes, batch.padded_size, targets)
         if self.training:
             return losses | self.roi_losses(features, proposals.boxes, batch, targets)
         return self.segment(features, self.detect(features, proposals.boxes, batch), batch)
+
+    def dense_features(self, images: Tensor) -> dict[str, Tensor]:
+        """The padded batch -> the levels the RPN and the RoI heads read (backbone, then neck)."""
+        return self.neck(self.backbone(images))
+
+    @torch.no_grad()
+    def proposals(self, images: Any) -> list[ImageProposals]:
+        """The RPN's boxes for each image, in its own pixels (the proposal protocol,
+        ``seglab.models.instance.proposals``); call in eval mode (the test-time counts)."""
+        batch, _ = self.prepare(images, None)
+        proposals, _ = self.proposer(self.dense_features(batch.tensor), batch.image_sizes, batch.padded_size)
+        return [ImageProposals(scale_boxes(boxes, size, original), scores)
+                for boxes, scores, size, original in zip(proposals.boxes, proposals.scores, batch.image_sizes,
+                                                         batch.original_sizes)]
 
     def roi_losses(self, features: dict[str, Tensor], proposals: list[Tensor], batch: ImageBatch,
                    targets: Sequence[InstanceTarget]) -> dict[str, Tensor]:
