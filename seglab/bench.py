@@ -10,7 +10,8 @@ one row:
 - ``miou`` / ``pixel_acc`` on CamVid val after training the model's CPU variant
   (``<model>_camvid_cpu`` recipe) under the one budget those recipes share
   (``recipes/_camvid_cpu_budget.yaml``), with ``cpu_params_M`` the variant's size and ``train_s``
-  its wall time; for instance models ``mask_ap`` / ``box_ap`` (COCO AP@[.5:.95]) and ``mask_ar100``,
+  its wall time; for instance models ``mask_ap`` / ``box_ap`` (COCO AP@[.5:.95]), ``mask_ar100`` and
+  ``box_ar100`` (and, for proposal models, class-agnostic ``mask_ar10`` / ``mask_ar1000``),
   for panoptic models ``pq`` / ``sq`` / ``rq`` (with the things / stuff PQ), on synthetic val after
   the ``<model>_synthetic_cpu`` recipe (all 400 steps of 4 images at 96x128: one budget per task).
 
@@ -38,7 +39,8 @@ from seglab.registry import create_model, list_models, model_spec
 
 CPU_SUFFIX = {"semantic": "_camvid_cpu", "instance": "_synthetic_cpu", "panoptic": "_synthetic_cpu"}
 CPU_CLASSES = {"semantic": 11, "instance": 4, "panoptic": 4}  # CamVid's classes; synthetic shapes + background
-SCORES = {"semantic": ("miou", "pixel_acc"), "instance": ("mask_ap", "box_ap", "mask_ar100"),
+SCORES = {"semantic": ("miou", "pixel_acc"),
+          "instance": ("mask_ap", "box_ap", "mask_ar10", "mask_ar100", "mask_ar1000", "box_ar100"),
           "panoptic": ("pq", "sq", "rq", "pq_things", "pq_stuff")}  # columns per task
 BUDGET_RECIPE = "_camvid_cpu_budget"
 COST_CLASSES = 21  # PASCAL VOC's 20 classes + background, as `seglab models` reports
@@ -62,7 +64,10 @@ class BenchRow:
     pixel_acc: float | None = None
     mask_ap: float | None = None
     box_ap: float | None = None
+    mask_ar10: float | None = None  # proposal models (DeepMask, SharpMask): recall at 10 / 1000 proposals
     mask_ar100: float | None = None
+    mask_ar1000: float | None = None
+    box_ar100: float | None = None
     pq: float | None = None
     sq: float | None = None
     rq: float | None = None
@@ -126,6 +131,9 @@ def train_row(recipe_name: str, *, out_dir: Path, overrides: list[str] | None = 
         "mask_ap": result.metrics.get("segm_ap"),
         "box_ap": result.metrics.get("bbox_ap"),
         "mask_ar100": result.metrics.get("segm_ar100"),
+        "mask_ar10": result.metrics.get("segm_ar10"),  # proposal models only (class-agnostic recall)
+        "mask_ar1000": result.metrics.get("segm_ar1000"),
+        "box_ar100": result.metrics.get("bbox_ar100"),
         # the survey's Table 8 columns: mask AP at IoU .50:.95, .50 and .75
         "ap": result.metrics.get("segm_ap"),
         "ap50": result.metrics.get("segm_ap50"),

@@ -20,7 +20,9 @@ def predict(
     source: Path = typer.Argument(..., help="an image file or a folder of images"),
     out: Path = typer.Option(Path("predictions"), "--out", "-o", help="output folder"),
     device: str = typer.Option("cpu", help="cpu, cuda, ..."),
-    score_threshold: float = typer.Option(0.5, help="instance models: lowest score drawn (results keep all)"),
+    score_threshold: float = typer.Option(None, help="instance models: lowest score drawn (results keep all); "
+                                          "default 0.5, and 0 for proposal models"),
+    top: int = typer.Option(None, help="instance models: draw at most this many, best first (proposal models: 10)"),
 ) -> None:
     """Semantic: <name>.png (pixel value = class id) and <name>_overlay.png per image. Instance:
     <name>_overlay.png (each instance outlined in its colour, box, class and score) and results.json.
@@ -33,7 +35,8 @@ def predict(
                       f"COCO panoptic format (panoptic.json, panoptic/) to {out}")
         return
     if task == "instance":
-        written = InstancePredictor(checkpoint, device=device, score_threshold=score_threshold).predict_files(source, out)
+        written = InstancePredictor(checkpoint, device=device, score_threshold=score_threshold,
+                                    top=top).predict_files(source, out)
         count = sum(w.detections for w in written)
         console.print(f"wrote {len(written)} overlays and {count} detections ({written[0].results.name}) to {out}"
                       if written else f"no images found in {source}")

@@ -24,10 +24,13 @@ from seglab.engine.checkpoint import load_model
 from seglab.errors import ConfigError, InputError
 from seglab.inference.predictor import prepare_image, preprocessing
 from seglab.metrics.coco import encode_masks
+from seglab.registry import model_spec
 from seglab.structures import InstancePrediction
 
 RESULTS_FILE = "results.json"
 MASK_THRESHOLD = 0.5  # soft masks -> binary, as in Mask R-CNN sec. 3
+DRAW_THRESHOLD = 0.5  # detections drawn in overlays score at least this (results.json keeps all)
+PROPOSALS_DRAWN = 10  # proposal models draw their 10 best (AR@10, DeepMask sec. 4)
 
 
 @dataclass
@@ -47,23 +50,35 @@ class InstancePredictor:
         checkpoint: a directory written by `seglab train` (model.safetensors + config.json).
         device: "cpu", "cuda", ...
         score_threshold: the lowest score drawn in overlays; results.json keeps every detection.
+        top: draw at most this many detections, best first (None: all above the threshold).
+
+    Class-agnostic proposal models (``ModelSpec.outputs == "proposals"``: DeepMask, SharpMask) draw
+    their ``top`` proposals (10 unless given) whatever their score, labelled "object".
     """
 
-    def __init__(self, checkpoint: str | Path, *, device: str = "cpu", score_threshold: float = 0.5) -> None:
+    def __init__(self, checkpoint: str | Path, *, device: str = "cpu", score_threshold: float | None = None,
+                 top: int | None = None) -> None:
         model, config = load_model(checkpoint, device=device)
-        self._setup(model, config, device=device, score_threshold=score_threshold)
+        self._setup(model, config, device=device, score_threshold=score_threshold, top=top)
 
     @classmethod
     def from_model(cls, model: nn.Module, config: dict[str, Any], *, device: str = "cpu",
-                   score_threshold: float = 0.5) -> InstancePredictor:
+                   score_threshold: float | None = None, top: int | None = None) -> InstancePredictor:
         """A predictor around a built model; ``config`` as in a checkpoint's config.json (classes, ...)."""
         predictor = cls.__new__(cls)
-        predictor._setup(model, config, device=device, score_threshold=score_threshold)
+        predictor._setup(model, config, device=device, score_threshold=score_threshold, top=top)
         return predictor
 
-    def _setup(self, model: nn.Module, config: dict[str, Any], *, device: str, score_threshold: float) -> None:
+    def _setup(self, model: nn.Module, config: dict[str, Any], *, device: str, score_threshold: float | None,
+               top: int | None) -> None:
+        self.proposals = model_spec(config["model"]).outputs == "proposals"
+        if score_threshold is None:
+            score_threshold = 0.0 if self.proposals else DRAW_THRESHOLD
         if not 0.0 <= score_threshold <= 1.0:
             raise ConfigError(f"score_threshold is {score_threshold}; expected a score in [0, 1]")
+        if top is not None and top < 1:
+            raise ConfigError(f"top is {top}; expected at least 1 detection to draw")
+        self.top = top if top is not None or not self.proposals else PROPOSALS_DRAWN
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.config = config
@@ -72,7 +87,9 @@ class InstancePredictor:
 
     @property
     def classes(self) -> list[str]:
-        """Class names, index = label (0 = background)."""
+        """Class names, index = label (0 = background); proposals are all label 1, "object"."""
+        if self.proposals:
+            return ["background", "object"]
         return list(self.config.get("classes") or [str(i) for i in range(self.config["num_classes"])])
 
     @torch.no_grad()
@@ -107,7 +124,7 @@ class InstancePredictor:
             masks = binary.numpy()
             boxes, labels = prediction.boxes_xyxy.double().numpy(), prediction.labels.tolist()
             scores = prediction.scores.tolist()
-            keep = [i for i, score in enumerate(scores) if score >= self.score_threshold]
+            keep = [i for i, score in enumerate(scores) if score >= self.score_threshold][: self.top]
             drawn = draw_instances(image.permute(1, 2, 0).numpy(), masks[keep], boxes[keep],
                                    [labels[i] for i in keep], classes=self.classes, scores=[scores[i] for i in keep])
             overlay_path = out_dir / f"{path.stem}_overlay.png"
