@@ -24,7 +24,7 @@ from seglab.engine.checkpoint import load_model
 from seglab.errors import ConfigError, InputError
 from seglab.inference.predictor import prepare_image, preprocessing
 from seglab.metrics.coco import encode_masks
-from seglab.registry import model_spec
+from seglab.registry import list_models, model_spec
 from seglab.structures import InstancePrediction
 
 RESULTS_FILE = "results.json"
@@ -71,7 +71,8 @@ class InstancePredictor:
 
     def _setup(self, model: nn.Module, config: dict[str, Any], *, device: str, score_threshold: float | None,
                top: int | None) -> None:
-        self.proposals = model_spec(config["model"]).outputs == "proposals"
+        name = config.get("model")
+        self.proposals = name in list_models(task="instance") and model_spec(name).outputs == "proposals"
         if score_threshold is None:
             score_threshold = 0.0 if self.proposals else DRAW_THRESHOLD
         if not 0.0 <= score_threshold <= 1.0:
