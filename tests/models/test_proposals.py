@@ -120,3 +120,14 @@ def test_two_stage_proposals_are_mapped_back_to_the_input_size() -> None:
     out = model.proposals([torch.rand(3, 48, 64)])[0]  # resized x2.67 inside the model
     assert len(out) and float(out.boxes[:, 2].max()) <= 64 and float(out.boxes[:, 3].max()) <= 48
     assert float(out.boxes[:, 2].max()) > 32  # in input pixels, not clipped to a quarter
+
+
+@pytest.mark.parametrize("name", PROPOSERS)
+def test_top_k_bounds_the_proposals_of_every_proposer(name: str) -> None:
+    torch.manual_seed(0)
+    full = build_proposer(spec(name))([torch.rand(3, 64, 96)])[0]
+    torch.manual_seed(0)
+    few = build_proposer(spec(name), top_k=3)([torch.rand(3, 64, 96)])[0]
+    assert len(few) <= 3 and torch.equal(few.scores, full.scores[: len(few)])
+    with pytest.raises(ConfigError, match="top_k"):
+        build_proposer(spec(name), top_k=0)

@@ -212,20 +212,22 @@ class DeepMask(nn.Module):
         return self.mask_predictor(torch.cat([level.embeddings for level in levels])[chosen]).sigmoid()
 
     @torch.no_grad()
-    def proposals(self, images: Any) -> list[ImageProposals]:
-        """The proposal protocol (``seglab.models.instance.proposals``): ranked mask proposals per image."""
+    def proposals(self, images: Any, *, top_k: int | None = None) -> list[ImageProposals]:
+        """The proposal protocol (``seglab.models.instance.proposals``): ranked mask proposals per image,
+        the best ``top_k`` (at most ``settings.top_k``) windows' masks."""
         out = []
         for image in as_image_list(images, model=type(self).__name__):
-            p = self.propose(image)
+            p = self.propose(image, top_k=top_k)
             out.append(ImageProposals(p.boxes_xyxy, p.scores, p.masks))
         return out
 
-    def propose(self, image: Tensor) -> InstancePrediction:
-        """Ranked class-agnostic proposals of one image [3, H, W] (sec. 3.3)."""
+    def propose(self, image: Tensor, *, top_k: int | None = None) -> InstancePrediction:
+        """Ranked class-agnostic proposals of one image [3, H, W] (sec. 3.3): the best ``top_k`` windows
+        (``settings.top_k`` at most)."""
         s = self.settings
         levels = [self.candidates(image, scale) for scale in s.scales]
         logits, windows = torch.cat([lv.logits for lv in levels]), torch.cat([lv.windows for lv in levels])
-        order = logits.argsort(descending=True, stable=True)[: s.top_k]
+        order = logits.argsort(descending=True, stable=True)[: min(s.top_k, top_k or s.top_k)]
         masks = paste_window_masks(self.window_masks(levels, order), windows[order], tuple(image.shape[-2:]))
         boxes, scores = masks_to_boxes(masks >= 0.5), logits[order].sigmoid()
         keep = ((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])).nonzero().flatten()

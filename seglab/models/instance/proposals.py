@@ -61,9 +61,10 @@ class ImageProposals:
 
 @runtime_checkable
 class Proposer(Protocol):
-    """The protocol: ``proposals(images)`` -> one ``ImageProposals`` per image (eval mode, no targets)."""
+    """The protocol: ``proposals(images, top_k=)`` -> one ``ImageProposals`` per image, at most ``top_k``
+    each when given (a proposer may then do less work: DeepMask refines only those), eval mode, no targets."""
 
-    def proposals(self, images: Sequence[Tensor]) -> list[ImageProposals]: ...
+    def proposals(self, images: Sequence[Tensor], *, top_k: int | None = None) -> list[ImageProposals]: ...
 
 
 def region_masks(proposals: ImageProposals, size: tuple[int, int]) -> Tensor:
@@ -139,14 +140,17 @@ class ProposerSlot(nn.Module):
     Args:
         proposer: a module implementing ``Proposer`` (``build_proposer`` makes one).
         spec: how it was built (``{"model", "num_classes", "kwargs"}``), recorded in the host's checkpoint.
+        top_k: proposals per image handed on (None: all the proposer gives).
     """
 
-    def __init__(self, proposer: nn.Module, spec: Mapping[str, Any]) -> None:
+    def __init__(self, proposer: nn.Module, spec: Mapping[str, Any], *, top_k: int | None = None) -> None:
         super().__init__()
         if not isinstance(proposer, Proposer):
             raise ConfigError(f"{type(proposer).__name__} is not a proposer: it has no proposals(images) "
                               "(DeepMask, SharpMask and the two-stage models such as Mask R-CNN have)")
-        self.proposer, self.spec = proposer.requires_grad_(False).eval(), dict(spec)
+        if top_k is not None and top_k < 1:
+            raise ConfigError(f"proposals per image (top_k) is {top_k}; expected at least 1")
+        self.proposer, self.spec, self.top_k = proposer.requires_grad_(False).eval(), dict(spec), top_k
 
     def train(self, mode: bool = True) -> ProposerSlot:
         super().train(mode)
@@ -155,13 +159,13 @@ class ProposerSlot(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: Sequence[Tensor]) -> list[ImageProposals]:
-        return self.proposer.proposals(list(images))
+        return self.proposer.proposals(list(images), top_k=self.top_k)
 
 
-def build_proposer(proposer: str | Path | Mapping[str, Any]) -> ProposerSlot:
+def build_proposer(proposer: str | Path | Mapping[str, Any], *, top_k: int | None = None) -> ProposerSlot:
     """A ``ProposerSlot`` from a checkpoint directory of ``seglab train`` (its weights loaded) or a spec
     ``{"model": name, "num_classes": n, "kwargs": {...}}`` (random init; the host's checkpoint then
-    supplies the weights).
+    supplies the weights); ``top_k``: proposals per image it hands on.
 
     Raises:
         ConfigError: a missing directory (with the command that makes one), an unknown model, a spec
@@ -178,7 +182,7 @@ def build_proposer(proposer: str | Path | Mapping[str, Any]) -> ProposerSlot:
         model, config = load_model(path)
         spec = {"model": config["model"], "num_classes": config["num_classes"],
                 "kwargs": dict(config.get("model_kwargs") or {})}
-        return ProposerSlot(model, spec)
+        return ProposerSlot(model, spec, top_k=top_k)
     if not isinstance(proposer, Mapping) or "model" not in proposer or set(proposer) - {"model", "num_classes",
                                                                                           "kwargs"}:
         raise ConfigError(f"proposer must be a checkpoint directory or {{model, num_classes, kwargs}}, got "
@@ -186,4 +190,4 @@ def build_proposer(proposer: str | Path | Mapping[str, Any]) -> ProposerSlot:
     spec = {"model": str(proposer["model"]), "num_classes": int(proposer.get("num_classes", 2)),
             "kwargs": dict(proposer.get("kwargs") or {})}
     model = create_model(spec["model"], num_classes=spec["num_classes"], **spec["kwargs"])
-    return ProposerSlot(model, spec)
+    return ProposerSlot(model, spec, top_k=top_k)

@@ -102,12 +102,12 @@ class TwoStageSegmenter(nn.Module):
         return self.neck(self.backbone(images))
 
     @torch.no_grad()
-    def proposals(self, images: Any) -> list[ImageProposals]:
-        """The RPN's boxes for each image, in its own pixels (the proposal protocol,
+    def proposals(self, images: Any, *, top_k: int | None = None) -> list[ImageProposals]:
+        """The RPN's boxes for each image (the best ``top_k``), in its own pixels (the proposal protocol,
         ``seglab.models.instance.proposals``); call in eval mode (the test-time counts)."""
         batch, _ = self.prepare(images, None)
         proposals, _ = self.proposer(self.dense_features(batch.tensor), batch.image_sizes, batch.padded_size)
-        return [ImageProposals(scale_boxes(boxes, size, original), scores)
+        return [ImageProposals(scale_boxes(boxes[:top_k], size, original), scores[:top_k])
                 for boxes, scores, size, original in zip(proposals.boxes, proposals.scores, batch.image_sizes,
                                                          batch.original_sizes)]
 
