@@ -20,8 +20,22 @@ def test_shipped_recipe_loads_and_builds(name: str) -> None:
     assert recipe.model.name in seglab.list_models()
     import torch
 
+    kwargs = model_kwargs(recipe)
+    if isinstance(kwargs.get("proposer"), str) and not Path(kwargs["proposer"]).exists():
+        kwargs["proposer"] = bench_proposer_spec(kwargs["proposer"])
     with torch.device("meta"):
-        seglab.create_model(recipe.model.name, num_classes=2, **model_kwargs(recipe))
+        seglab.create_model(recipe.model.name, num_classes=2, **kwargs)
+
+
+def bench_proposer_spec(path: str) -> dict:
+    """A proposer folder of `seglab bench --train` (runs/bench/<model>/final) not trained here: the spec of
+    that model's CPU recipe, which builds the same architecture."""
+    from seglab.bench import cpu_recipe_for
+
+    folder = Path(path)
+    assert folder.name == "final" and folder.parent.name in seglab.list_models(), path
+    proposer_recipe = load_recipe(cpu_recipe_for(folder.parent.name))
+    return {"model": folder.parent.name, "num_classes": 4, "kwargs": model_kwargs(proposer_recipe)}
 
 
 def test_recipes_for_finds_recipes_through_their_base() -> None:

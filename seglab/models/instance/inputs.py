@@ -164,6 +164,13 @@ def scale_boxes(boxes: Tensor, from_size: tuple[int, int], to_size: tuple[int, i
     return boxes * ratios.to(boxes.dtype)
 
 
+def empty_prediction(size: tuple[int, int], device: torch.device | str = "cpu") -> InstancePrediction:
+    """No instances in an image of ``size`` (H, W): what a model returns for an image without proposals."""
+    return InstancePrediction(masks=torch.zeros(0, *size, device=device), boxes_xyxy=torch.zeros(0, 4, device=device),
+                              labels=torch.zeros(0, dtype=torch.int64, device=device),
+                              scores=torch.zeros(0, device=device))
+
+
 def pasted_predictions(detections: Sequence[Sequence[Tensor]], masks: Sequence[Tensor],
                        batch: ImageBatch) -> list[InstancePrediction]:
     """Detections in the resized input, mapped back to each original image with their masks pasted.

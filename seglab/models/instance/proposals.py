@@ -165,13 +165,14 @@ class ProposerSlot(nn.Module):
 def build_proposer(proposer: str | Path | Mapping[str, Any], *, top_k: int | None = None) -> ProposerSlot:
     """A ``ProposerSlot`` from a checkpoint directory of ``seglab train`` (its weights loaded) or a spec
     ``{"model": name, "num_classes": n, "kwargs": {...}}`` (random init; the host's checkpoint then
-    supplies the weights); ``top_k``: proposals per image it hands on.
+    supplies the weights); ``top_k``: proposals per image it hands on. On the meta device (parameter and
+    FLOP counts) a directory gives the architecture its config.json records, without weights.
 
     Raises:
         ConfigError: a missing directory (with the command that makes one), an unknown model, a spec
             with other keys, or a model that does not propose.
     """
-    from seglab.engine.checkpoint import load_model
+    from seglab.engine.checkpoint import load_model, read_config
     from seglab.registry import create_model
 
     if isinstance(proposer, (str, Path)):
@@ -179,10 +180,12 @@ def build_proposer(proposer: str | Path | Mapping[str, Any], *, top_k: int | Non
         if not path.exists():
             raise ConfigError(f"proposer {str(path)!r} does not exist: train a proposal model there first, e.g. "
                               f"`seglab train --recipe sharpmask_synthetic_cpu --out {path.parent}`")
-        model, config = load_model(path)
+        config = read_config(path)
         spec = {"model": config["model"], "num_classes": config["num_classes"],
                 "kwargs": dict(config.get("model_kwargs") or {})}
-        return ProposerSlot(model, spec, top_k=top_k)
+        if torch.empty(0).device.type == "meta":  # counting parameters or FLOPs: no weights to load
+            return build_proposer(spec, top_k=top_k)
+        return ProposerSlot(load_model(path)[0], spec, top_k=top_k)
     if not isinstance(proposer, Mapping) or "model" not in proposer or set(proposer) - {"model", "num_classes",
                                                                                           "kwargs"}:
         raise ConfigError(f"proposer must be a checkpoint directory or {{model, num_classes, kwargs}}, got "
