@@ -14,6 +14,8 @@
   S x S mask against the ground truth cropped to the window, positives weighted 1.5, each window's
   sum weighted 2 / S^2 (detectron2 TensorMask POSITIVE_WEIGHT, MASK_LOSS_WEIGHT; the model divides
   by the number of foreground windows).
+- MultiPath's integral loss (Zagoruyko et al., arXiv 1604.02135, sec. 3.3): the mean over six class heads of
+  Fast R-CNN's log loss, head u trained with positives at IoU >= u (0.50 .. 0.75), plus the box regression.
 
 Conventions: labels are int64 in [0, K] with 0 = background; per-class outputs are indexed by the
 label (slot 0 unused), or class-agnostic with a single slot.
@@ -228,3 +230,20 @@ def tensormask_mask_loss(mask_logits: Tensor, mask_targets: Tensor, *, pos_weigh
         pos_weight=torch.tensor(pos_weight, dtype=mask_logits.dtype, device=mask_logits.device),
     )
     return bce * (loss_weight / side**2)
+
+
+def integral_losses(class_logits: Tensor, deltas: Tensor, labels: Tensor, box_targets: Tensor) -> dict[str, Tensor]:
+    """The integral loss (sec. 3.3): the mean over heads of Fast R-CNN's log loss, plus box regression.
+
+    Args:
+        class_logits: [T, R, K + 1]; deltas: [R, 4 (K + 1)]; labels: [T, R] int64 from ``integral_labels``;
+        box_targets: [R, 4] encoded deltas to each RoI's matched ground truth.
+
+    Returns:
+        {"loss_cls": mean of the T heads' log losses, "loss_box_reg": smooth-L1 on the positives of the
+        lowest threshold (head 0, IoU >= 0.5, as Fast R-CNN)}; zero with a gradient path when R = 0.
+    """
+    terms = [fast_rcnn_losses(logits, deltas, head_labels, box_targets) for logits, head_labels in
+             zip(class_logits, labels)]
+    return {"loss_cls": torch.stack([t["loss_cls"] for t in terms]).mean(),
+            "loss_box_reg": terms[0]["loss_box_reg"]}
