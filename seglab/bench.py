@@ -85,15 +85,20 @@ def cpu_recipe_for(model: str) -> str | None:
 
 def measure_latency(model: str, *, size: tuple[int, int] = COST_SIZE, repeats: int = 3,
                     num_classes: int = COST_CLASSES) -> float:
-    """Median seconds of one eval forward of ``model`` (default arguments) on one ``size`` image."""
+    """Median seconds of one eval forward of ``model`` (default arguments) on one ``size`` image.
+
+    A second stage built without a proposer (SDS, MultiPath: ``proposer`` None) is timed on its fixed
+    load, ``cost_forward`` (SDS 2000 regions, MultiPath 400 proposals; the proposer not included).
+    """
     torch.manual_seed(0)
     net = create_model(model, num_classes=num_classes).eval()
+    forward = net.cost_forward if getattr(net, "proposer", True) is None else net
     images = torch.rand(1, 3, *size)
     times = []
     with torch.no_grad():
         for i in range(repeats + 1):
             start = time.perf_counter()
-            net(images)
+            forward(images)
             if i:  # the first run warms up allocators and kernels
                 times.append(time.perf_counter() - start)
     return statistics.median(times)
