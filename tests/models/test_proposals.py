@@ -131,3 +131,18 @@ def test_top_k_bounds_the_proposals_of_every_proposer(name: str) -> None:
     assert len(few) <= 3 and torch.equal(few.scores, full.scores[: len(few)])
     with pytest.raises(ConfigError, match="top_k"):
         build_proposer(spec(name), top_k=0)
+
+
+def test_second_stages_check_given_proposals_naming_the_item() -> None:
+    from seglab.errors import InputError
+    from seglab.models.instance.proposals import checked_proposals
+
+    images = [torch.rand(3, 40, 50), torch.rand(3, 30, 20)]
+    good = [ImageProposals(torch.tensor([[0.0, 0.0, 5.0, 5.0]]), torch.ones(1), torch.zeros(1, 40, 50)),
+            ImageProposals(torch.zeros(0, 4), torch.zeros(0))]
+    assert checked_proposals(None, images, model="SDS") is None
+    assert checked_proposals(good, images, model="SDS") == good
+    with pytest.raises(InputError, match="SDS: proposals must be a list of one ImageProposals per image"):
+        checked_proposals(good[:1], images, model="SDS")
+    with pytest.raises(InputError, match=r"MultiPath: proposals\[1\].masks are \(40, 50\)"):
+        checked_proposals([good[0], good[0]], images, model="MultiPath")

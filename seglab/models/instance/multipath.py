@@ -63,6 +63,7 @@ from seglab.models.instance.proposals import (
     ImageProposals,
     ProposerSlot,
     build_proposer,
+    checked_proposals,
     jittered_ground_truth,
     region_masks,
 )
@@ -130,13 +131,7 @@ class MultiPath(nn.Module):
             if self.proposer is None or (self.training and not self.settings.proposer_in_training):
                 return [ImageProposals(i.new_zeros(0, 4), i.new_zeros(0)) for i in images]
             return [p.top(count) for p in self.proposer(images)]
-        if len(given) != len(images) or not all(isinstance(p, ImageProposals) for p in given):
-            raise InputError(f"MultiPath: proposals must be a list of {len(images)} ImageProposals (one per image)")
-        for i, (p, image) in enumerate(zip(given, images)):
-            if p.masks is not None and tuple(p.masks.shape[-2:]) != tuple(image.shape[-2:]):
-                raise InputError(f"MultiPath: proposals[{i}].masks are {tuple(p.masks.shape[-2:])}; expected the "
-                                 f"image's size {tuple(image.shape[-2:])}")
-        return [p.top(count) for p in given]
+        return [p.top(count) for p in checked_proposals(given, images, model="MultiPath")]
 
     def training_boxes(self, found: Sequence[ImageProposals], targets: Sequence[InstanceTarget],
                        batch: ImageBatch) -> list[Tensor]:

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from seglab.boxes import masks_to_boxes
-from seglab.errors import ConfigError
+from seglab.errors import ConfigError, InputError
 from seglab.structures import InstanceTarget
 
 
@@ -65,6 +65,22 @@ class Proposer(Protocol):
     each when given (a proposer may then do less work: DeepMask refines only those), eval mode, no targets."""
 
     def proposals(self, images: Sequence[Tensor], *, top_k: int | None = None) -> list[ImageProposals]: ...
+
+
+def checked_proposals(proposals: Any, images: Sequence[Tensor], *, model: str) -> list[ImageProposals] | None:
+    """``proposals=`` as a second stage takes it: None, or one ``ImageProposals`` per image whose masks (if
+    any) have that image's size; else InputError naming the model and the item."""
+    if proposals is None:
+        return None
+    if not isinstance(proposals, (list, tuple)) or len(proposals) != len(images) or not all(
+            isinstance(p, ImageProposals) for p in proposals):
+        raise InputError(f"{model}: proposals must be a list of one ImageProposals per image ({len(images)} "
+                         f"images), got {type(proposals).__name__}")
+    for i, (p, image) in enumerate(zip(proposals, images)):
+        if p.masks is not None and tuple(p.masks.shape[-2:]) != tuple(image.shape[-2:]):
+            raise InputError(f"{model}: proposals[{i}].masks are {tuple(p.masks.shape[-2:])}; expected the "
+                             f"image's size {tuple(image.shape[-2:])}")
+    return list(proposals)
 
 
 def region_masks(proposals: ImageProposals, size: tuple[int, int]) -> Tensor:

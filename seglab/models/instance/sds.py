@@ -61,7 +61,8 @@ from seglab.layers.normalize import Normalize
 from seglab.models.instance.deepmask import DEEPMASK_SPEC
 from seglab.models.instance.inputs import DETECTIONS_EXPORT_NOTE, as_image_list, as_targets, empty_prediction
 from seglab.models.instance.proposals import (
-    ImageProposals, ProposerSlot, build_proposer, concat_proposals, jittered_ground_truth, mask_iou, region_masks,
+    ImageProposals, ProposerSlot, build_proposer, checked_proposals, concat_proposals, jittered_ground_truth, mask_iou,
+    region_masks,
 )
 from seglab.registry import ModelSpec, register_model
 from seglab.structures import InstancePrediction, InstanceTarget
@@ -134,7 +135,7 @@ class SDS(nn.Module):
     def forward(self, images: Any, targets: Any = None, *,
                 proposals: Sequence[ImageProposals] | None = None) -> list[InstancePrediction] | dict[str, Tensor]:
         images = as_image_list(images, model="SDS")
-        given = self.given_proposals(proposals, images)
+        given = checked_proposals(proposals, images, model="SDS")
         if self.training:
             if targets is None:
                 raise InputError("SDS is in training mode: pass targets, or call model.eval() to predict")
@@ -142,16 +143,6 @@ class SDS(nn.Module):
         if given is None:
             given = [p.top(self.settings.num_proposals) for p in self.propose(images)]
         return [self.detect(image, p) for image, p in zip(images, given)]
-
-    def given_proposals(self, proposals: Any, images: list[Tensor]) -> list[ImageProposals] | None:
-        """Check ``proposals=``: None, or one ``ImageProposals`` per image."""
-        if proposals is None:
-            return None
-        if not isinstance(proposals, (list, tuple)) or len(proposals) != len(images) or not all(
-                isinstance(p, ImageProposals) for p in proposals):
-            raise InputError(f"SDS: proposals must be a list of one ImageProposals per image ({len(images)} images), "
-                             f"got {type(proposals).__name__}")
-        return list(proposals)
 
     def propose(self, images: list[Tensor]) -> list[ImageProposals]:
         """The proposer's regions of each image."""
