@@ -14,6 +14,7 @@ from seglab.cli.common import OutputFormat, console, err_console, json_safe, ren
 from seglab.cli.data import OPTION_HELP, dataset_options
 from seglab.data import FolderDataset, build_dataset
 from seglab.engine.checkpoint import load_model
+from seglab.engine.device import resolve_device
 from seglab.engine.progress import progress_bar
 from seglab.engine.tasks import dataset_kwargs, task_of_checkpoint
 from seglab.errors import ConfigError
@@ -46,7 +47,7 @@ def eval_checkpoint(
     input_size = tuple(config["input_size"]) if config.get("input_size") else None
     with progress_bar(console, enabled=not quiet and fmt is OutputFormat.table) as bar:
         progress_task = bar.add_task(f"eval {len(subset)} images", total=len(subset))
-        metrics = task.evaluate(model, loader, dataset=data, device=torch.device(device), input_size=input_size,
+        metrics = task.evaluate(model, loader, dataset=data, device=resolve_device(device), input_size=input_size,
                                 progress=lambda n: bar.advance(progress_task, n), keep_results=True)
     if "results" in metrics:
         results.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ import torch
 from PIL import Image as PILImage
 from torch import Tensor, nn
 
+from seglab.engine.device import resolve_device
 from seglab.data import list_images, read_image
 from seglab.data.render import draw_instances
 from seglab.engine.checkpoint import load_model
@@ -80,7 +81,7 @@ class InstancePredictor:
         if top is not None and top < 1:
             raise ConfigError(f"top is {top}; expected at least 1 detection to draw")
         self.top = top if top is not None or not self.proposals else PROPOSALS_DRAWN
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.config = config
         self.score_threshold = score_threshold

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from seglab.engine.device import resolve_device
 from seglab.data import list_images, read_image
 from seglab.data.base import default_palette
 from seglab.data.panoptic_format import PanopticWriter
@@ -57,7 +58,7 @@ class PanopticPredictor:
         return predictor
 
     def _setup(self, model: nn.Module, config: dict[str, Any], *, device: str) -> None:
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.config = config
         self.preprocess = preprocessing(config)

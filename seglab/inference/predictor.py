@@ -14,6 +14,7 @@ from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from seglab.engine.device import resolve_device
 from seglab.data import eval_transforms, list_images, read_image
 from seglab.data.base import default_palette
 from seglab.data.render import overlay
@@ -67,7 +68,7 @@ class Predictor:
 
     def __init__(self, checkpoint: str | Path, *, device: str = "cpu") -> None:
         self.model, self.config = load_model(checkpoint, device=device)
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.input_size = tuple(self.config["input_size"]) if self.config.get("input_size") else None
         self.preprocess = preprocessing(self.config)
         palette = self.config.get("palette") or default_palette(self.config["num_classes"])
