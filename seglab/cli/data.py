@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import typer
-import yaml
 from PIL import Image as PILImage
+from rich.markup import escape
 from rich.table import Table
 
 from seglab.cli.common import OutputFormat, console
@@ -19,6 +19,7 @@ from seglab.data.sources import list_sources
 from seglab.data.stats import ClassStats, compute_class_stats
 from seglab.engine.progress import progress_bar
 from seglab.errors import ConfigError
+from seglab.recipes import parse_yaml
 
 data_app = typer.Typer(no_args_is_help=True, help="Dataset tools.")
 
@@ -32,10 +33,7 @@ def dataset_options(options: list[str] | None) -> dict[str, object]:
         key, sep, raw = option.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"dataset option {option!r} must look like key=value, e.g. -O folder=coco_tiny")
-        try:
-            parsed[key.strip()] = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"dataset option {option!r}: cannot parse the value: {exc}") from None
+        parsed[key.strip()] = parse_yaml(raw, where=f"dataset option {option!r}")
     return parsed
 
 
@@ -108,9 +106,9 @@ def _render_instances(report: CheckReport) -> None:
 
 def _render_messages(report: CheckReport, ok: str) -> None:
     for warning in report.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     for error in report.errors:
-        console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/] {escape(error)}", highlight=False, soft_wrap=True)
     console.print(f"[green]ok[/]: {ok}" if report.ok else f"[red]{len(report.errors)} error(s)[/]")
 
 

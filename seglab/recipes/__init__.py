@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +43,60 @@ def recipe_path(name_or_path: str | Path) -> Path:
     return candidate
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (safe_load keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                first = seen[key].start_mark.line + 1
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (first on line {first}); keep one", key_node.start_mark)
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str, *, where: str) -> Any:
+    """Parse YAML safely (no tags that build objects, no duplicate keys); errors name ``where``:line:column.
+
+    Raises:
+        ConfigError: one line, e.g. "recipe.yaml:3:7: invalid YAML: expected ',' or '}', but got ':'".
+    """
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        position = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = exc.problem or exc.context or str(exc)
+        if "could not determine a constructor" in problem:
+            problem = (problem.replace("could not determine a constructor for the tag", "the tag")
+                       + " is refused (a recipe holds plain values only: no tags that build objects)")
+        raise ConfigError(f"{where}{position}: invalid YAML: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: invalid YAML: {' '.join(str(exc).split())}") from None
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the recipe: {getattr(exc, 'strerror', None) or exc}") from None
+    data = parse_yaml(text, where=str(path))
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a recipe must be a mapping of sections (model, data, ...)")
+    _check_finite(data, where=str(path))
     return data
+
+
+def _check_finite(node: Any, *, where: str, field: str = "") -> None:
+    """Refuse .inf and .nan anywhere in a recipe: no field means them, and they fail far from the cause."""
+    if isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(f"{where}: {field or '(value)'} is {node}; give a finite number")
+    children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in children:
+        _check_finite(value, where=where, field=f"{field}.{key}" if field else str(key))
 
 
 def _merged(path: Path) -> dict[str, Any]:
@@ -81,10 +128,8 @@ def _apply_override(data: dict[str, Any], override: str) -> None:
         raise ConfigError(f"override {override!r} must look like key=value, e.g. optim.lr=0.005")
     key, raw = override.split("=", 1)
     parts = key.strip().split(".")
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override {override!r}: cannot parse the value: {exc}") from exc
+    value = parse_yaml(raw, where=f"override {override!r}")
+    _check_finite(value, where=f"override {override!r}", field=key.strip())
     node = data
     for part in parts[:-1]:
         child = node.setdefault(part, {})
