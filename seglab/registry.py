@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from pydantic import ConfigDict, PydanticSchemaGenerationError, PydanticUserError, TypeAdapter, ValidationError
 from torch import nn
 
 from seglab.errors import ConfigError, closest
@@ -111,9 +113,59 @@ def create_model(name: str, *, num_classes: int, **kwargs: Any) -> nn.Module:
         raise ConfigError(
             f"{name}: {exc}; {hint + ' ' if hint else ''}its arguments are {', '.join(valid) or '(none)'}"
         ) from None
+    for key, value in kwargs.items():
+        _check_kwarg_type(name, builder, key, value)
     model = builder(num_classes=num_classes, **kwargs)
     model.spec = _SPECS[name]
     return model
+
+
+def _check_kwarg_type(name: str, builder: Callable[..., nn.Module], key: str, value: Any) -> None:
+    """Raise ConfigError naming ``model.kwargs.<key>`` when ``value`` cannot be the builder's annotated type.
+
+    A recipe gives builder arguments as YAML, so ``base_channels: "wide"`` would otherwise fail deep in the
+    build with an unrelated message. Values are checked as pydantic would (an int for a float, a list for a
+    tuple pass) and handed to the builder unchanged; an annotation pydantic cannot check is skipped.
+    """
+    adapter = _kwarg_adapter(builder, key)
+    if adapter is None:
+        return
+    try:
+        adapter.validate_python(value)
+    except ValidationError as exc:
+        expected = getattr(_type_hints(builder).get(key), "__name__", None) or str(_type_hints(builder).get(key))
+        reason = exc.errors()[0]["msg"] if exc.errors() else str(exc)
+        raise ConfigError(f"model.kwargs.{key}: {name} expects {expected}, got {value!r} ({reason})") from None
+
+
+@functools.lru_cache(maxsize=None)
+def _type_hints(builder: Callable[..., nn.Module]) -> dict[str, Any]:
+    """The builder's annotations, resolved one by one (one unresolvable annotation skips only its argument)."""
+    target = builder
+    while isinstance(target, functools.partial):
+        target = target.func
+    target = inspect.unwrap(target)
+    hints = {}
+    for key, parameter in inspect.signature(builder).parameters.items():
+        annotation = parameter.annotation
+        if annotation is inspect.Parameter.empty:
+            continue
+        try:
+            hints[key] = eval(annotation, target.__globals__) if isinstance(annotation, str) else annotation  # noqa: S307
+        except Exception:  # noqa: BLE001 - e.g. a name imported only for type checking
+            continue
+    return hints
+
+
+@functools.lru_cache(maxsize=None)
+def _kwarg_adapter(builder: Callable[..., nn.Module], key: str) -> TypeAdapter | None:
+    hint = _type_hints(builder).get(key)
+    if hint is None or hint is Any:
+        return None
+    try:
+        return TypeAdapter(hint, config=ConfigDict(arbitrary_types_allowed=True))
+    except (PydanticSchemaGenerationError, PydanticUserError, TypeError):
+        return None
 
 
 def model_spec(name: str) -> ModelSpec:
