@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -76,10 +77,13 @@ def _read_raw_state_dict(path: Path) -> Mapping[str, Tensor]:
         raise ConfigError(
             f"pretrained weights file {str(path)!r} has suffix {path.suffix!r}; expected one of {_SUFFIXES}."
         )
-    try:
-        loaded = load_file(path) if path.suffix == ".safetensors" else _torch_load(path)
-    except (OSError, RuntimeError, ValueError, pickle.UnpicklingError, SafetensorError) as error:
-        raise ConfigError(f"cannot read pretrained weights file {str(path)!r}: {error}") from error
+    if path.suffix == ".safetensors":
+        try:
+            loaded = load_file(path)
+        except (OSError, RuntimeError, ValueError, SafetensorError) as error:
+            raise ConfigError(f"cannot read pretrained weights file {str(path)!r}: {error}") from None
+    else:
+        loaded = torch_load(path, what="pretrained weights file")
     for wrapper_key in ("state_dict", "model"):
         if isinstance(loaded, Mapping) and isinstance(loaded.get(wrapper_key), Mapping):
             loaded = loaded[wrapper_key]
@@ -90,9 +94,36 @@ def _read_raw_state_dict(path: Path) -> Mapping[str, Tensor]:
     return {key: value for key, value in loaded.items() if isinstance(value, Tensor)}
 
 
-def _torch_load(path: Path) -> object:
-    """``torch.load`` restricted to tensors and plain containers: a checkpoint cannot run code."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+def torch_load(path: str | Path, *, what: str) -> object:
+    """``torch.load`` restricted to tensors and plain containers (a file cannot run code), failing in one line.
+
+    Args:
+        what: how the message names the file ("pretrained weights file", "training state").
+
+    Raises:
+        ConfigError: the file is refused because unpickling it would build objects or call functions
+            (it names the first one and the safe way to convert it), or it is empty, truncated, corrupt or
+            not written by ``torch.save``.
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols on files it then reads fine
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r"GLOBAL ([\w.]+)", str(error))
+        if found:
+            raise ConfigError(
+                f"{what} {str(path)!r} is refused: loading it would run code or build objects ({found.group(1)}), "
+                "and seglab reads tensors only; if you trust its source, load it with the code that wrote it and "
+                "save its state dict with safetensors.torch.save_file(state_dict, 'weights.safetensors')"
+            ) from None
+        reason = "not a torch.save file of tensors (corrupt, or a plain pickle)"
+    except EOFError:
+        reason = "empty or cut short"
+    except (OSError, RuntimeError, ValueError) as error:
+        reason = f"truncated or corrupt ({' '.join(str(error).split())[:120]})"
+    raise ConfigError(f"{what} {str(path)!r} cannot be read: {reason}") from None
 
 
 def _normalise_keys(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:

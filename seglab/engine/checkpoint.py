@@ -14,17 +14,21 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model as st_load_model
 from safetensors.torch import save_model as st_save_model
 from torch import nn
 
-from seglab.errors import ConfigError
+from seglab.backbones.weights import torch_load
+from seglab.engine.device import resolve_device
+from seglab.errors import ConfigError, StorageError
 from seglab.registry import create_model
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 STATE_FILE = "last.pt"
+# what every last.pt holds (and "run", the recipe that wrote it, since this release)
+STATE_KEYS = ("model", "optimizer", "scheduler", "scaler", "step", "best", "rng")
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -34,10 +38,16 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 def _atomic_write(path: Path, write: Any) -> None:
     """Write through a temporary file and rename, so a kill mid-write never leaves a torn file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)  # a half-written file must not fill what space is left
+        before = f"the previous {path.name} there is intact" if path.exists() else f"no {path.name} was written"
+        raise StorageError(f"cannot write {path}: {exc.strerror or exc} ({before}); free space or choose "
+                           "another --out") from None
 
 
 def save_weights(model: nn.Module, directory: str | Path, config: dict[str, Any]) -> Path:
@@ -52,9 +62,24 @@ def save_weights(model: nn.Module, directory: str | Path, config: dict[str, Any]
     return directory
 
 
-def read_config(path: str | Path) -> dict[str, Any]:
-    """The config.json of a checkpoint directory (or of the directory holding a weights file)."""
+def checkpoint_path(path: str | Path) -> Path:
+    """``path`` as a checkpoint: a run folder (``runs/x``) means its ``final/``; a missing path is an error.
+
+    Raises:
+        ConfigError: the path does not exist.
+    """
     path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"checkpoint {str(path)!r} does not exist; pass a folder written by `seglab train` "
+                          "(runs/NAME, runs/NAME/final or runs/NAME/best)")
+    if path.is_dir() and not (path / CONFIG_FILE).is_file() and (path / "final" / CONFIG_FILE).is_file():
+        return path / "final"
+    return path
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The config.json of a checkpoint directory (or of the directory holding a weights file, or of a run)."""
+    path = checkpoint_path(path)
     directory = path if path.is_dir() else path.parent
     config_path = directory / CONFIG_FILE
     if not config_path.is_file():
@@ -78,22 +103,59 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> tuple
     Returns:
         (model, config).
     """
-    path = Path(path)
+    device = resolve_device(device)  # a bad --device fails before anything is read
+    path = checkpoint_path(path)
     config = read_config(path)
     weights = path if path.is_file() else path / WEIGHTS_FILE
     if not weights.is_file():
         raise ConfigError(f"checkpoint {str(path)!r} has no {WEIGHTS_FILE}")
-    model = create_model(config["model"], num_classes=config["num_classes"], **config.get("model_kwargs", {}))
+    config_path = weights.parent / CONFIG_FILE
     try:
+        model = create_model(config["model"], num_classes=config["num_classes"], **config.get("model_kwargs", {}))
+    except ConfigError as exc:
+        raise ConfigError(f"{config_path}: {exc}") from None
+    try:
+        with safe_open(str(weights), "pt") as file:
+            shapes = {key: tuple(file.get_slice(key).get_shape()) for key in file.keys()}
+    except (SafetensorError, OSError) as exc:
+        raise ConfigError(f"cannot read weights {weights}: {' '.join(str(exc).split())} (truncated or not a "
+                          "safetensors file?)") from None
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    common = set(expected) & set(shapes)
+    mismatch = state_mismatch({k: expected[k] for k in common}, {k: shapes[k] for k in common})
+    if not mismatch:  # then the names, by safetensors' own check (it knows which tensors a model shares)
         missing, unexpected = st_load_model(model, str(weights), strict=False)
-    except (SafetensorError, RuntimeError, OSError) as exc:
-        raise ConfigError(f"cannot load weights {weights}: {exc}") from exc
-    if missing or unexpected:
+        mismatch = state_mismatch({k: expected[k] for k in [*common, *missing]},
+                                  {k: shapes[k] for k in [*common, *unexpected]})
+    if mismatch:
         raise ConfigError(
-            f"{weights} does not match {config['model']}: missing {sorted(missing)[:5]}, unexpected "
-            f"{sorted(unexpected)[:5]}"
+            f"{weights} does not match {config_path}: it builds {config['model']} with num_classes="
+            f"{config['num_classes']} and model_kwargs {config.get('model_kwargs', {})}, but {mismatch}; restore the "
+            f"{CONFIG_FILE} written with these weights"
         )
     return model.to(device).eval(), config
+
+
+def state_mismatch(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]) -> str:
+    """How tensors named and shaped ``found`` differ from ``expected``, in one phrase ("" when they fit).
+
+    E.g. "classifier.weight is [4, 4, 1, 1] in the file and [7, 4, 1, 1] here (2 of 30 tensors differ)".
+    """
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    shaped = sorted(k for k in set(expected) & set(found) if tuple(expected[k]) != tuple(found[k]))
+    if not (missing or unexpected or shaped):
+        return ""
+    if shaped:
+        key = shaped[0]
+        first = f"{key} is {list(found[key])} in the file and {list(expected[key])} here"
+    elif missing:
+        first = f"{missing[0]} is missing from the file"
+    else:
+        first = f"the file has {unexpected[0]}, which this model lacks"
+    counts = [f"{len(shaped)} of {len(expected)} tensors differ in shape" if shaped else "",
+              f"{len(missing)} missing" if missing else "", f"{len(unexpected)} unexpected" if unexpected else ""]
+    return f"{first} ({', '.join(c for c in counts if c)})"
 
 
 def capture_rng() -> dict[str, Any]:
@@ -151,8 +213,20 @@ def save_training_state(path: str | Path, state: dict[str, Any]) -> None:
 
 
 def load_training_state(path: str | Path) -> dict[str, Any]:
-    """Load what ``save_training_state`` wrote, with ``weights_only=True``."""
+    """Load what ``save_training_state`` wrote, with ``weights_only=True``.
+
+    Raises:
+        ConfigError: in one line, when the file is missing, refused (it would run code), unreadable
+            (empty, truncated, corrupt) or holds something else than a training state.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"no training state at {str(path)!r} to resume from; start without --resume")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    state = torch_load(path, what="training state")
+    missing = [key for key in STATE_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        holds = (f"a dict of {', '.join(map(str, list(state)[:5]))}" if isinstance(state, dict) and state
+                 else f"a {type(state).__name__}")
+        raise ConfigError(f"{path} is not a training state written by `seglab train` (it holds {holds}; missing "
+                          f"{', '.join(missing)}); delete it, or choose another --out to start a new run")
+    return state

@@ -173,8 +173,9 @@ class _NotATensor:
 def test_load_pretrained_refuses_pickled_objects(tmp_path: Path) -> None:
     path = tmp_path / "code.pth"
     torch.save({"conv1.weight": torch.zeros(1), "payload": _NotATensor()}, path)
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError, match=r"code\.pth' is refused: loading it would run code or build objects") as caught:
         load_pretrained(ResNetBackbone(arch="resnet18"), path)
+    assert "weights_only=False" not in str(caught.value)  # never torch's advice to unpickle it anyway
 
 
 def test_load_pretrained_renames_legacy_densenet_keys(tmp_path: Path) -> None:
