@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from seglab.errors import DataError, SeglabError
+
 
 class ResumableSampler(Sampler[int]):
     """Shuffled (or ordered) indices for this rank, starting at a given batch of the epoch.
@@ -76,5 +78,21 @@ class SeededTransforms(Dataset):
         # seglab.data.patches) is then as reproducible and resumable as the transforms.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed((self.seed * 1_000_003 + self.epoch) * 1_000_003 + index)
-            sample = self.dataset[index]
-            return sample if self.transforms is None else self.transforms(*sample)
+            try:
+                sample = self.dataset[index]
+                return sample if self.transforms is None else self.transforms(*sample)
+            except SeglabError:
+                raise  # already names its file
+            except Exception as exc:  # noqa: BLE001 - any failure inside a loader worker, named by its sample
+                raise DataError(f"{describe_item(self.dataset, index)}: {type(exc).__name__}: "
+                                f"{' '.join(str(exc).split())[:200]}") from exc
+
+
+def describe_item(dataset: Any, index: int) -> str:
+    """How an error names training item ``index``: its files where the dataset has them, else its index."""
+    name = f"item {index} of {type(dataset).__name__}"
+    try:
+        files = dataset.files(index)
+    except Exception:  # noqa: BLE001 - a dataset without files (synthetic) or one that failed on this item
+        return name
+    return f"{name} ({', '.join(str(f) for f in files if f is not None)})"

@@ -6,6 +6,7 @@ Runs single-process by default and as DistributedDataParallel under
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from seglab.engine.checkpoint import (
     restore_rng,
     save_training_state,
     save_weights,
+    state_mismatch,
     tensors_to_lists,
     unwrap,
 )
@@ -37,7 +39,7 @@ from seglab.engine.optim import build_optimizer, build_scheduler, resolve_schedu
 from seglab.engine.progress import progress_bar
 from seglab.engine.sampling import ResumableSampler, SeededTransforms
 from seglab.engine.tasks import dataset_kwargs, task_of
-from seglab.errors import ConfigError, TrainingError
+from seglab.errors import ConfigError, DataError, Interrupted, TrainingError
 from seglab.formatting import json_safe
 from seglab.recipes import Recipe, model_kwargs
 from seglab.registry import create_model
@@ -85,6 +87,11 @@ def build_train_loader(
     task = task or task_of(recipe.model.name)
     d = recipe.data
     dataset = build_dataset(d.dataset, split=d.train_split, root=d.root, **dataset_kwargs(task.name, d.dataset, d.kwargs))
+    unreadable = getattr(dataset, "unreadable", None)  # entries a folder dataset cannot read (it warned)
+    if unreadable:
+        path, problem = next(iter(unreadable.items()))
+        raise DataError(f"{len(unreadable)} unreadable file(s) in {d.dataset}/{d.train_split}, e.g. {str(path)!r}: "
+                        f"{problem}; `seglab data check` lists them all")
     if d.patches is not None:  # DeepMask's training patches (sec. 3.1), cut from the images by a wrapper
         dataset = PatchSampler(dataset, **d.patches.model_dump())
     seeded = SeededTransforms(dataset, task.train_transforms(d), seed=recipe.train.seed)
@@ -144,6 +151,9 @@ def train(
         max_steps: stop after this many steps (the schedule still spans ``schedule.steps``); for
             smoke tests and for simulating an interruption.
     """
+    if max_steps is not None and max_steps < 1:
+        raise ConfigError(f"--max-steps must be at least 1, got {max_steps} (a run of no steps would write an "
+                          "untrained final/)")
     task = task_of(recipe.model.name)  # an unknown model fails here, before any data is read
     info = init_distributed(device)
     console = console or Console()
@@ -162,8 +172,12 @@ def train(
             + (f", resuming at step {step}" if resume else ""),
             soft_wrap=True,  # one line in logs, however narrow the terminal
         )
-    with progress_bar(console, enabled=progress and info.is_main) as bar:
-        step, metrics = _loop(run, out_dir, logger, bar, step=step, best=best, total=total)
+    try:
+        with progress_bar(console, enabled=progress and info.is_main) as bar:
+            step, metrics = _loop(run, out_dir, logger, bar, step=step, best=best, total=total)
+    except KeyboardInterrupt:
+        logger.close()
+        raise Interrupted(_resume_hint(out_dir)) from None
     if info.is_main:
         save_weights(run.model, out_dir / "final", {**_weights_config(recipe, run.dataset, run.model), "step": step,
                                                     "metrics": _recorded(metrics)})
@@ -210,12 +224,26 @@ def _check_patches(recipe: Recipe, model: nn.Module) -> None:
 
 
 def _restore(run: _Run, out_dir: Path) -> tuple[int, float]:
-    """Load ``last.pt`` into the run; returns (step, best metric so far)."""
-    state = load_training_state(out_dir / STATE_FILE)
+    """Load ``last.pt`` into the run; returns (step, best metric so far).
+
+    Raises:
+        ConfigError: in one line, when last.pt was written by another recipe or model, or does not fit.
+    """
+    path = out_dir / STATE_FILE
+    state = load_training_state(path)
+    _check_same_run(path, state.get("run"), _run_identity(run.recipe, run.dataset))
+    mismatch = state_mismatch({k: tuple(v.shape) for k, v in run.model.state_dict().items()},
+                              {k: tuple(v.shape) for k, v in state["model"].items() if isinstance(v, torch.Tensor)})
+    if mismatch:
+        raise ConfigError(f"{path} does not fit the model of this run ({run.recipe.model.name}): {mismatch}; resume "
+                          "with the recipe that wrote it, or choose another --out")
     run.model.load_state_dict(state["model"])
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.scheduler.load_state_dict(state["scheduler"])
-    run.scaler.load_state_dict(state["scaler"])
+    for name in ("optimizer", "scheduler", "scaler"):
+        try:
+            getattr(run, name).load_state_dict(state[name])
+        except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+            raise ConfigError(f"{path}: its {name} state does not fit this run's (optim/schedule changed?): "
+                              f"{' '.join(str(exc).split())[:150]}") from None
     rank = run.info.rank
     restore_rng(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
     return state["step"], state["best"]
@@ -253,7 +281,8 @@ def _loop(run: _Run, out_dir: Path, logger: MetricsLogger, bar: Any, *, step: in
                     best = metrics[run.task.best_metric]
                     save_weights(run.model, out_dir / "best", {**config, "step": step, "metrics": _recorded(metrics)})
             if step % recipe.train.checkpoint_every == 0 or step == total:
-                _checkpoint(out_dir, info, run.model, run.optimizer, run.scheduler, run.scaler, step, best)
+                _checkpoint(out_dir, info, run.model, run.optimizer, run.scheduler, run.scaler, step, best,
+                            recipe=recipe, dataset=run.dataset)
             if step >= total:
                 break
     return step, metrics
@@ -285,7 +314,7 @@ def _optimizer_step(
 
 
 def _checkpoint(out_dir: Path, info: DistInfo, model: nn.Module, optimizer: Any, scheduler: Any, scaler: Any,
-                step: int, best: float) -> None:
+                step: int, best: float, *, recipe: Recipe, dataset: Any) -> None:
     """Save everything resume needs; RNG states are gathered from every rank."""
     rng = [capture_rng()]
     if info.distributed:
@@ -297,7 +326,7 @@ def _checkpoint(out_dir: Path, info: DistInfo, model: nn.Module, optimizer: Any,
         save_training_state(out_dir / STATE_FILE, {
             "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-            "step": step, "best": best, "rng": rng,
+            "step": step, "best": best, "rng": rng, "run": json.dumps(_run_identity(recipe, dataset)),
         })
     barrier()
 
@@ -331,6 +360,36 @@ def _weights_config(recipe: Recipe, dataset: Any, model: nn.Module) -> dict[str,
         "input_size": list(recipe.data.resize) if recipe.data.resize else None,
         "recipe": recipe.model_dump(mode="json"),
     }
+
+
+def _run_identity(recipe: Recipe, dataset: Any) -> dict[str, Any]:
+    """What makes a last.pt belong to a run: recipe description, model, its arguments and the data."""
+    kwargs = {k: v for k, v in model_kwargs(recipe).items() if k not in WEIGHT_FILE_KWARGS}
+    return json_safe({"recipe": recipe.description, "model": recipe.model.name, "model_kwargs": kwargs,
+                      "dataset": recipe.data.dataset, "num_classes": dataset.num_classes})
+
+
+def _check_same_run(path: Path, recorded: str | None, ours: dict[str, Any]) -> None:
+    """ConfigError when ``path`` was written by another run (states from before this record are trusted)."""
+    if recorded is None:
+        return
+    theirs = json.loads(recorded)
+    if theirs == ours:
+        return
+    def who(run: dict[str, Any]) -> str:
+        return (f"recipe {run['recipe']!r} with model {run['model']} ({run['num_classes']} classes of "
+                f"{run['dataset']}, model.kwargs {run['model_kwargs']})")
+    raise ConfigError(f"{path} was written by {who(theirs)}; this run is {who(ours)}: resume with the same recipe, "
+                      "or choose another --out")
+
+
+def _resume_hint(out_dir: Path) -> str:
+    """Where an interrupted run's resumable state is, and the command that continues it."""
+    path = out_dir / STATE_FILE
+    if not path.is_file():
+        return f"no checkpoint was written yet (train.checkpoint_every); nothing to resume in {out_dir}"
+    step = torch.load(path, map_location="cpu", weights_only=True)["step"]
+    return f"the resumable state is {path} (step {step}); continue with the same command and --resume"
 
 
 def _recorded(metrics: dict[str, Any]) -> dict[str, Any]:
