@@ -9,6 +9,7 @@ import typer
 from seglab.cli.common import console
 from seglab.engine.checkpoint import load_model
 from seglab.data.augment import PREPROCESSING
+from seglab.errors import ConfigError
 from seglab.inference.onnx_export import export_onnx
 from seglab.inference.predictor import preprocessing
 
@@ -18,8 +19,13 @@ def export(
     out: Path = typer.Option(Path("model.onnx"), "--out", "-o", help="ONNX file to write"),
 ) -> None:
     """Export to ONNX: input "images" [N, 3, H, W] float in [0, 1], output "logits"; N, H, W dynamic."""
+    if out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a folder; pass the ONNX file to write, e.g. {str(out / 'model.onnx')!r}")
     model, config = load_model(checkpoint)
-    console.print(f"wrote {export_onnx(model, out)}")
+    try:
+        console.print(f"wrote {export_onnx(model, out)}")
+    except OSError as exc:
+        raise ConfigError(f"cannot write --out {str(out)!r}: {exc.strerror or exc}; choose a writable path") from None
     if preprocessing(config) is not None:
         augment = config["recipe"]["data"]["augment"]
         names = ", ".join(spec["name"] for spec in augment if spec.get("name") in PREPROCESSING)
