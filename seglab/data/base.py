@@ -4,11 +4,17 @@ A dataset yields ``(image, mask)``: ``tv_tensors.Image`` uint8 ``[3, H, W]`` (gr
 repeated to 3 channels) and ``tv_tensors.Mask`` int64 ``[H, W]`` with values in ``[0, num_classes)``
 or ``ignore_index`` (255). Raw label files are mapped to these train ids by ``map_label``; the raw
 values a dataset accepts are ``raw_values`` (used by ``seglab data check``).
+
+Files are read as stored: the EXIF orientation tag is not applied (no ``ImageOps.exif_transpose``),
+to images and masks alike, so a mask stays aligned with the pixels of its image as they are stored
+(``seglab data check`` warns about tagged files, which viewers show rotated or mirrored).
 """
 
 from __future__ import annotations
 
 import io
+import os
+import stat
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,15 +33,71 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 INDEX_MASK_MODES = ("L", "P", "I", "I;16", "I;16B", "I;16L", "1")
 _READ_ERRORS = (OSError, SyntaxError, ValueError, EOFError, PILImage.DecompressionBombError)
 
+EXIF_ORIENTATION = 0x0112  # the EXIF tag; 1 = as stored, 2..8 = how viewers mirror or rotate the pixels
+ORIENTATIONS = {2: "mirrored left-right", 3: "rotated 180 degrees", 4: "mirrored top-bottom",
+                5: "mirrored across the main diagonal", 6: "rotated 90 degrees clockwise",
+                7: "mirrored across the anti-diagonal",
+                8: "rotated 90 degrees counter-clockwise"}  # fmt: skip
+
 Transforms = Callable[..., Any]
 
 
+def file_problem(path: str | Path) -> str:
+    """Say why ``path`` cannot be read as an image file, from its directory entry alone ("" if none).
+
+    Finds what a ``stat`` shows without reading: a missing file or broken symlink, a directory or
+    another non-regular entry (reading a FIFO would block), no read permission (judged from the mode
+    bits too, so root gets the same answer as other users), zero bytes. Truncated or corrupt files
+    show up only when decoded (``open_image_file``).
+    """
+    path = Path(path)
+    try:
+        info = path.stat()
+    except OSError as err:
+        if path.is_symlink():
+            return f"broken symlink to {os.readlink(path)!r}; restore its target or remove the link"
+        return f"not found ({err.strerror})"
+    if stat.S_ISDIR(info.st_mode):
+        return "a directory, not an image file; rename or move it out of the folder"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file (a FIFO, socket or device); replace it with the image file"
+    if not info.st_mode & 0o444 or not os.access(path, os.R_OK):
+        return f"no read permission (mode {stat.filemode(info.st_mode)}); make it readable (chmod a+r)"
+    if info.st_size == 0:
+        return "empty file (0 bytes); re-export or re-download it"
+    return ""
+
+
+def exif_orientation(image: PILImage.Image) -> int:
+    """Return the EXIF orientation tag of an opened image: 1 (as stored) when absent or malformed, else 2..8."""
+    try:
+        value = image.getexif().get(EXIF_ORIENTATION)
+    except _READ_ERRORS:  # a broken EXIF block: Pillow cannot read the tag, so nothing applies it either
+        return 1
+    return value if isinstance(value, int) and value in ORIENTATIONS else 1
+
+
+def file_orientation(path: str | Path) -> int:
+    """Return the EXIF orientation tag of an image file, reading its header only (1 when absent or unreadable)."""
+    if file_problem(path):
+        return 1
+    try:
+        with PILImage.open(path) as image:
+            return exif_orientation(image)
+    except _READ_ERRORS:
+        return 1
+
+
 def open_image_file(path: str | Path) -> PILImage.Image:
-    """Open and fully decode an image file with Pillow.
+    """Open and fully decode an image file with Pillow, as stored (the EXIF orientation is not applied).
 
     Raises:
-        DataError: the file is missing, not an image, or truncated; the message names the file.
+        DataError: the file is missing, not a readable regular file, not an image, or truncated; the
+            message names the file.
     """
+    problem = file_problem(path)
+    if problem:
+        raise DataError(f"cannot read image file {str(path)!r}: {problem} (or remove it and its pair from the dataset)")
     try:
         # Read the bytes first so no file handle outlives this call (even on errors or multi-frame TIFFs).
         image = PILImage.open(io.BytesIO(Path(path).read_bytes()))

@@ -1,9 +1,11 @@
 """The validators behind ``seglab data check``: label files (semantic) and instance targets.
 
 ``check_dataset`` reads the raw files of a dataset (no class mapping, no transforms) and reports
-what would break or silently skew training: unreadable files, image/label size mismatches, colour
-masks where index masks are expected, label values the dataset does not know, classes that never
-occur, and the pixel count of every class.
+what would break or silently skew training: unreadable files (also entries a folder dataset found
+unreadable without decoding: broken symlinks, directories, no read permission, empty files),
+image/label size mismatches, colour masks where index masks are expected, label values the dataset
+does not know, and the pixel count of every class; it warns about classes that never occur, palette
+and JPEG masks, and files whose EXIF orientation tag viewers apply but seglab does not.
 
 ``check_instances`` (``seglab.data.instance_check``) checks instance datasets (``task="instance"``):
 their annotation file and the targets of their items; both return a ``CheckReport``.
@@ -18,10 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from seglab.data.base import IMAGE_SUFFIXES, INDEX_MASK_MODES, SegmentationDataset, _format_values, open_image_file
+from seglab.data.base import (
+    IMAGE_SUFFIXES, INDEX_MASK_MODES, ORIENTATIONS, SegmentationDataset, _format_values, exif_orientation,
+    file_problem, open_image_file,
+)  # fmt: skip
 from seglab.errors import DataError
 
 MAX_LISTED = 5  # files named per problem before "and N more"
+JPEG_SUFFIXES = (".jpg", ".jpeg")
 
 
 @dataclass
@@ -63,10 +69,12 @@ class CheckReport:
 class _Tally:
     """What the per-item pass collects."""
 
-    unreadable: list[str] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)  # file -> why
     mismatched: list[str] = field(default_factory=list)
     colour_masks: dict[str, list[str]] = field(default_factory=dict)  # mode -> files
     palette_masks: list[str] = field(default_factory=list)
+    jpeg_masks: list[str] = field(default_factory=list)
+    oriented: list[str] = field(default_factory=list)  # files with an EXIF orientation tag, and the tag
     value_pixels: dict[int, int] = field(default_factory=dict)
     unknown_files: dict[int, list[str]] = field(default_factory=dict)
 
@@ -89,6 +97,8 @@ def check_dataset(
     """
     indices = _pick(len(dataset), max_items)
     tally = _Tally()
+    for path, problem in getattr(dataset, "unreadable", {}).items():  # found by FolderDataset, all items
+        tally.unreadable[str(path)] = problem
     known = dataset.raw_values
     for done, index in enumerate(indices, start=1):
         raw, label_name = _read_item(dataset, index, tally)
@@ -97,23 +107,12 @@ def check_dataset(
         if progress is not None:
             progress(done, len(indices))
     errors = _errors(dataset, tally, known)
-    warnings = []
-    if tally.palette_masks and not dataset.palette_labels:
-        warnings.append(
-            f"{_files(tally.palette_masks)} are palette ('P' mode) PNGs: their palette indices are read "
-            f"as class ids and the colours are ignored; if the colours carry the classes, convert them "
-            f"to single-channel index PNGs"
-        )
     class_pixels, ignored = _class_pixels(dataset, tally, known)
-    checked = f"{len(indices)} checked item{'s' if len(indices) != 1 else ''} of split {dataset.split!r}"
-    for class_id, (name, pixels) in enumerate(class_pixels.items()):
-        if pixels == 0 and indices:
-            warnings.append(f"class {name!r} (id {class_id}) has no pixels in the {checked}")
     return CheckReport(
         ok=not errors,
         num_items=len(indices),
         errors=errors,
-        warnings=warnings,
+        warnings=_warnings(dataset, tally, class_pixels, len(indices)),
         class_pixels=class_pixels,
         ignored_pixels=ignored,
         dataset=dataset.name or type(dataset).__name__,
@@ -134,10 +133,12 @@ def _read_item(dataset: SegmentationDataset, index: int, tally: _Tally) -> tuple
     if not dataset.has_files:
         return dataset.raw_label(index), f"item {index}"
     image_path, label_path = dataset.files(index)
-    image_hw = _open(image_path, tally)
+    image = _open(image_path, tally)
     if Path(label_path).suffix.lower() not in IMAGE_SUFFIXES:
-        return _read_decoded(dataset, index, image_path, image_hw, tally)
-    label = _open(label_path, tally, keep=True)
+        return _read_decoded(dataset, index, image_path, image, tally)
+    if Path(label_path).suffix.lower() in JPEG_SUFFIXES:
+        tally.jpeg_masks.append(str(label_path))
+    label = _open(label_path, tally)
     if label is None:
         return None, str(label_path)
     if label.mode not in INDEX_MASK_MODES:
@@ -146,39 +147,55 @@ def _read_item(dataset: SegmentationDataset, index: int, tally: _Tally) -> tuple
     if label.mode == "P":
         tally.palette_masks.append(str(label_path))
     raw = np.asarray(label, dtype=np.uint8) if label.mode == "1" else np.asarray(label)
-    if image_hw is not None and tuple(image_hw) != raw.shape:
-        tally.mismatched.append(
-            f"image {str(image_path)!r} is {image_hw[1]}x{image_hw[0]} but label {str(label_path)!r} is "
-            f"{raw.shape[1]}x{raw.shape[0]} (WxH)"
-        )
+    _compare_sizes(image_path, image, label_path, raw.shape, tally)
     return raw, str(label_path)
 
 
 def _read_decoded(
-    dataset: SegmentationDataset, index: int, image_path: Path, image_hw: Any, tally: _Tally
+    dataset: SegmentationDataset, index: int, image_path: Path, image: Any, tally: _Tally
 ) -> tuple[np.ndarray | None, str]:
     """Read a non-image label (e.g. MATLAB .mat in SBD, SiftFlow) through the dataset's ``raw_label``."""
     label_path = dataset.files(index)[1]
     try:
         raw = dataset.raw_label(index)
     except DataError as err:
-        tally.unreadable.append(f"{str(label_path)!r} ({err})")
+        tally.unreadable[str(label_path)] = str(err)
         return None, str(label_path)
-    if image_hw is not None and tuple(image_hw) != raw.shape:
-        tally.mismatched.append(
-            f"image {str(image_path)!r} is {image_hw[1]}x{image_hw[0]} but label {str(label_path)!r} is "
-            f"{raw.shape[1]}x{raw.shape[0]} (WxH)"
-        )
+    _compare_sizes(image_path, image, label_path, raw.shape, tally)
     return raw, str(label_path)
 
 
-def _open(path: Path, tally: _Tally, keep: bool = False) -> Any:
+def _open(path: Path, tally: _Tally) -> Any:
+    """Return the decoded image file, or None when it cannot be read (recorded); note an EXIF orientation."""
+    problem = file_problem(path)
+    if problem:
+        tally.unreadable[str(path)] = problem
+        return None
     try:
         image = open_image_file(path)
     except DataError as err:
-        tally.unreadable.append(f"{str(path)!r} ({err.__cause__ or err})")
+        tally.unreadable[str(path)] = f"{err.__cause__ or err}; re-export or re-download it"
         return None
-    return image if keep else (image.height, image.width)
+    orientation = exif_orientation(image)
+    if orientation != 1:
+        tally.oriented.append(f"{str(path)!r} (orientation {orientation}: shown {ORIENTATIONS[orientation]})")
+    return image
+
+
+def _compare_sizes(image_path: Path, image: Any, label_path: Path, label_hw: tuple[int, ...], tally: _Tally) -> None:
+    """Record an image/label size mismatch with its fix, saying when the image's EXIF tag explains it."""
+    if image is None or (image.height, image.width) == tuple(label_hw):
+        return
+    orientation = exif_orientation(image)
+    if orientation in (5, 6, 7, 8) and (image.width, image.height) == tuple(label_hw):
+        fix = (f"the label matches the image turned by its EXIF orientation {orientation}, so it was drawn on "
+               f"the turned view: apply the tag to the image pixels (PIL.ImageOps.exif_transpose) and re-save it")
+    else:
+        fix = "regenerate the label at the image size"
+    tally.mismatched.append(
+        f"image {str(image_path)!r} is {image.width}x{image.height} but label {str(label_path)!r} is "
+        f"{label_hw[1]}x{label_hw[0]} (WxH); {fix}"
+    )
 
 
 def _count_values(raw: np.ndarray, name: str, known: set[int], tally: _Tally) -> None:
@@ -197,12 +214,11 @@ def _count_values(raw: np.ndarray, name: str, known: set[int], tally: _Tally) ->
 def _errors(dataset: SegmentationDataset, tally: _Tally, known: set[int]) -> list[str]:
     errors = []
     if tally.unreadable:
-        errors.append(
-            f"{len(tally.unreadable)} unreadable file(s): {_listed(tally.unreadable, sep='; ')}; "
-            f"re-export or re-download them, or remove the pairs"
-        )
+        listed = [f"{path!r} ({why})" for path, why in tally.unreadable.items()]
+        errors.append(f"{len(listed)} unreadable file(s): {_listed(listed, sep='; ')}; or remove them (and their "
+                      f"pairs)")  # fmt: skip
     for mismatch in tally.mismatched[:MAX_LISTED]:
-        errors.append(f"size mismatch: {mismatch}; regenerate the label at the image size")
+        errors.append(f"size mismatch: {mismatch}")
     if len(tally.mismatched) > MAX_LISTED:
         errors.append(f"... and {len(tally.mismatched) - MAX_LISTED} more image/label size mismatches")
     for mode, files in tally.colour_masks.items():
@@ -219,6 +235,35 @@ def _errors(dataset: SegmentationDataset, tally: _Tally, known: set[int]) -> lis
             f"labels or map the value (label_map / ignore_values for folder datasets)"
         )
     return errors
+
+
+def _warnings(dataset: SegmentationDataset, tally: _Tally, class_pixels: dict[str, int], num_items: int) -> list[str]:
+    warnings = []
+    if tally.palette_masks and not dataset.palette_labels:
+        warnings.append(
+            f"{_files(tally.palette_masks)} are palette ('P' mode) PNGs: their palette indices are read "
+            f"as class ids and the colours are ignored; if the colours carry the classes, convert them "
+            f"to single-channel index PNGs"
+        )
+    if tally.jpeg_masks:
+        warnings.append(
+            f"{_files(tally.jpeg_masks)} are JPEG files: lossy JPEG compression destroys label values (pixels "
+            f"near edges change to other or unknown class ids); save the masks as PNG (lossless) from the "
+            f"original labels, not from these JPEGs"
+        )
+    if tally.oriented:
+        warnings.append(
+            f"{len(tally.oriented)} file(s) carry an EXIF orientation tag: {_listed(tally.oriented, sep='; ')}; "
+            f"seglab ignores the tag for images and masks alike (no exif_transpose), so a mask stays aligned "
+            f"with the stored pixels, but viewers and labelling tools show these files turned: if their masks "
+            f"were drawn on the turned view, apply the tag to the pixels (PIL.ImageOps.exif_transpose) and "
+            f"re-save without it"
+        )
+    checked = f"{num_items} checked item{'s' if num_items != 1 else ''} of split {dataset.split!r}"
+    for class_id, (name, pixels) in enumerate(class_pixels.items()):
+        if pixels == 0 and num_items:
+            warnings.append(f"class {name!r} (id {class_id}) has no pixels in the {checked}")
+    return warnings
 
 
 def _class_pixels(dataset: SegmentationDataset, tally: _Tally, known: set[int]) -> tuple[dict[str, int], int]:

@@ -7,7 +7,10 @@ ids, missing image files, RLE and polygon errors, JSON bboxes outside the image)
 to load, warnings raised while loading (annotations left out, e.g. masks that decode empty), and
 per item: instances with empty masks, boxes outside the image, labels outside 1..C, and masks,
 boxes and labels of different counts; plus the instance count of every class and the number of
-images without instances. ``seglab.data.check`` holds ``CheckReport`` and the semantic check.
+images without instances. It warns (not an error) about images without instances and images with
+only crowd regions, naming them, and about image files with an EXIF orientation tag (seglab reads
+the stored pixels, while annotation tools may have drawn on the turned view). ``seglab.data.check``
+holds ``CheckReport`` and the semantic check.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import warnings as _warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,7 +26,7 @@ from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
-from seglab.data.base import SegmentationDataset
+from seglab.data.base import IMAGE_SUFFIXES, ORIENTATIONS, SegmentationDataset, file_orientation
 from seglab.data.check import MAX_LISTED, CheckReport, _listed, _pick
 from seglab.errors import ConfigError, DataError
 
@@ -65,13 +69,9 @@ def check_instances(
     bbox_problems = getattr(dataset, "bbox_problems", None)
     tally.add_all("annotation file", getattr(dataset, "problems", []))  # after the pass: it grows on access
     tally.add_all("bbox", bbox_problems() if callable(bbox_problems) else [])
-    empty_classes = [name for name, count in tally.counts.items() if count == 0]
-    warnings = []
-    if empty_classes and indices:
-        warnings.append(f"{len(empty_classes)} class(es) have no instance in the {len(indices)} checked item(s): "
-                        f"{_listed(empty_classes)}")  # fmt: skip
     return CheckReport(
-        ok=not tally.errors, num_items=len(indices), errors=tally.messages(), warnings=warnings,
+        ok=not tally.errors, num_items=len(indices), errors=tally.messages(),
+        warnings=_report_warnings(tally, len(indices)),
         dataset=dataset.name or type(dataset).__name__, split=str(dataset.split), task="instance",
         class_instances=tally.counts, images_without_instances=tally.without_instances,
     )  # fmt: skip
@@ -84,6 +84,9 @@ class _InstanceTally:
     counts: dict[str, int]
     errors: dict[str, list[str]] = field(default_factory=dict)
     without_instances: int = 0
+    empty_items: list[str] = field(default_factory=list)  # no instance and no crowd region
+    crowd_only: list[str] = field(default_factory=list)  # crowd regions but no instance
+    oriented: list[str] = field(default_factory=list)  # image files with an EXIF orientation tag
 
     def add_all(self, kind: str, messages: list[str]) -> None:
         if messages:
@@ -98,14 +101,46 @@ class _InstanceTally:
         return shown
 
 
+def _report_warnings(tally: _InstanceTally, num_items: int) -> list[str]:
+    warnings = []
+    empty_classes = [name for name, count in tally.counts.items() if count == 0]
+    if empty_classes and num_items:
+        warnings.append(f"{len(empty_classes)} class(es) have no instance in the {num_items} checked item(s): "
+                        f"{_listed(empty_classes)}")  # fmt: skip
+    if tally.empty_items:
+        warnings.append(f"{len(tally.empty_items)} image(s) have no instance (no annotation, or none usable): "
+                        f"{_listed(tally.empty_items)}; they train as background only (coco: skip_empty=True "
+                        f"leaves them out)")  # fmt: skip
+    if tally.crowd_only:
+        warnings.append(f"{len(tally.crowd_only)} image(s) have only crowd regions (iscrowd=1) and no instance: "
+                        f"{_listed(tally.crowd_only)}; they give no instance to learn from")  # fmt: skip
+    if tally.oriented:
+        warnings.append(f"{len(tally.oriented)} image file(s) carry an EXIF orientation tag: "
+                        f"{_listed(tally.oriented, sep='; ')}; seglab ignores the tag and reads the stored pixels "
+                        f"(no exif_transpose), so annotations must be in stored-pixel coordinates: if they were drawn "
+                        f"on the turned view, apply the tag to the pixels (PIL.ImageOps.exif_transpose) and re-save "
+                        f"without it")  # fmt: skip
+    return warnings
+
+
+def _item_name(dataset: SegmentationDataset, index: int) -> str:
+    """``item 3 (image id 7, 'path')``: the index, the record id where the dataset has ``images``, the file."""
+    samples, images = getattr(dataset, "samples", []), getattr(dataset, "images", [])
+    details = []
+    if index < len(images) and isinstance(images[index], Mapping) and "id" in images[index]:
+        details.append(f"image id {images[index]['id']}")
+    if index < len(samples):
+        details.append(repr(str(samples[index][0])))
+    return f"item {index}" + (f" ({', '.join(details)})" if details else "")
+
+
 def _thing_classes(dataset: SegmentationDataset) -> list[int]:
     """The labels instances may carry: ``thing_classes`` where declared, else 1..C (0 = background)."""
     return list(getattr(dataset, "thing_classes", range(1, dataset.num_classes)))
 
 
 def _check_item(dataset: SegmentationDataset, index: int, tally: _InstanceTally) -> None:
-    samples = getattr(dataset, "samples", [])
-    name = f"item {index}" + (f" ({str(samples[index][0])!r})" if index < len(samples) else "")
+    name = _item_name(dataset, index)
     with _warnings.catch_warnings(record=True) as caught:
         _warnings.simplefilter("always")
         try:
@@ -117,10 +152,24 @@ def _check_item(dataset: SegmentationDataset, index: int, tally: _InstanceTally)
     problems, labels = _target_problems(target, tuple(image.shape[-2:]), dataset.num_classes)
     for kind, message in problems:
         tally.add_all(kind, [f"{name}: {message}"])
-    tally.without_instances += int(not problems and not labels)
+    if not problems and not labels:
+        tally.without_instances += 1
+        crowd = target.get("crowd")
+        (tally.crowd_only if isinstance(crowd, Tensor) and bool(crowd.any()) else tally.empty_items).append(name)
+    _note_orientation(dataset, index, tally)
     for label in labels:
         class_name = dataset.classes[label]
         tally.counts[class_name] = tally.counts.get(class_name, 0) + 1
+
+
+def _note_orientation(dataset: SegmentationDataset, index: int, tally: _InstanceTally) -> None:
+    samples = getattr(dataset, "samples", [])
+    path = samples[index][0] if index < len(samples) else None
+    if path is None or Path(path).suffix.lower() not in IMAGE_SUFFIXES:
+        return
+    orientation = file_orientation(path)
+    if orientation != 1:
+        tally.oriented.append(f"{str(path)!r} (orientation {orientation}: shown {ORIENTATIONS[orientation]})")
 
 
 def _target_problems(target: Any, image_hw: tuple[int, ...], num_classes: int) -> tuple[list[tuple[str, str]], list[int]]:

@@ -175,12 +175,21 @@ def polygons_to_mask(polygons: Any, height: int, width: int, *, where: str = "po
 def check_polygons(polygons: Any, *, where: str = "polygon") -> None:
     """Raise DataError unless ``polygons`` is a non-empty list of flat rings with at least 3 points each."""
     if not isinstance(polygons, list) or not polygons:
-        raise DataError(f"{where}: segmentation must be a non-empty list of polygons [[x1, y1, ...], ...]")
+        raise DataError(f"{where}: segmentation must be an RLE dict or a non-empty list of polygons, each a flat "
+                        f"list of coordinates (x1, y1, x2, y2, ...); got {_short(polygons)}")  # fmt: skip
     for k, ring in enumerate(polygons):
         if not isinstance(ring, list) or len(ring) % 2 or not all(isinstance(v, (int, float)) for v in ring):
-            raise DataError(f"{where}: polygon {k} must be a flat list [x1, y1, x2, y2, ...] of numbers")
+            raise DataError(f"{where}: polygon {k} must be a flat list of an even number of coordinates "
+                            f"(x1, y1, x2, y2, ...); got {_short(ring)}")  # fmt: skip
+        if not all(np.isfinite(v) for v in ring):
+            raise DataError(f"{where}: polygon {k} has a coordinate that is not a finite number (NaN or infinity)")
         if len(ring) < 6:
             raise DataError(f"{where}: polygon {k} has {len(ring) // 2} point(s); a polygon needs at least 3")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _fill_ring(mask: np.ndarray, points: np.ndarray) -> None:

@@ -54,7 +54,9 @@ import numpy as np
 import torch
 from torchvision import tv_tensors
 
-from seglab.data.base import SegmentationDataset, Transforms, check_same_size, check_split, default_palette, read_image
+from seglab.data.base import (
+    SegmentationDataset, Transforms, check_split, default_palette, exif_orientation, open_image_file, read_image,
+)  # fmt: skip
 from seglab.data.datasets.coco_json import (
     CocoRecords, Problems, bbox_problems, load_coco_json, read_instances,
 )  # fmt: skip
@@ -157,15 +159,28 @@ class CocoInstances(SegmentationDataset):
     def __getitem__(self, index: int) -> Any:
         image_path = self.samples[index][0]
         image = read_image(image_path)
-        info = self.images[index]
-        check_same_size(image_path, tuple(image.shape[-2:]), f"{self.json_path} (image id {info['id']})",
-                        (info["height"], info["width"]))  # fmt: skip
+        self._check_size(index, tuple(image.shape[-2:]))
         target: Any = self._semantic(index) if self.task == "semantic" else self._instances(index)
         if self.task == "semantic":
             target = tv_tensors.Mask(torch.from_numpy(target))
         if self.transforms is not None:
             return self.transforms(image, target)
         return image, target
+
+    def _check_size(self, index: int, image_hw: tuple[int, ...]) -> None:
+        """Raise DataError when the JSON's width and height of image ``index`` differ from its file."""
+        info, image_path = self.images[index], self.samples[index][0]
+        if image_hw == (info["height"], info["width"]):
+            return
+        fix = "fix width and height in the JSON (masks are decoded at that size) or restore the right image file"
+        orientation = exif_orientation(open_image_file(image_path))
+        if orientation in (5, 6, 7, 8) and image_hw == (info["width"], info["height"]):
+            fix = (f"the file's EXIF orientation {orientation} turns it to the JSON size, but seglab reads the "
+                   f"stored pixels: apply the tag to the pixels (PIL.ImageOps.exif_transpose) and re-save the file")
+        raise DataError(
+            f"size mismatch: image {str(image_path)!r} is {image_hw[1]}x{image_hw[0]} (width x height) but image id "
+            f"{info['id']} in {str(self.json_path)!r} says {info['width']}x{info['height']}; {fix}"
+        )
 
     def raw_label(self, index: int) -> np.ndarray:
         """Return the semantic view of item ``index``: [H, W] int64 labels 0..N, 255 = crowd."""

@@ -5,8 +5,9 @@ record (image id, annotation id or ``categories[k]``) and the fix. With ``strict
 raises a ``DataError``; otherwise each is recorded and the bad record is left out:
 
 - categories: missing ``id``/``name``, a category id declared twice (the later one is left out);
-- images: missing ``id``/``file_name``/``height``/``width``, an image id used twice (the later
-  record is left out), an image file missing from the image folder;
+- images: missing ``id``/``file_name``/``height``/``width``, a size that is not positive, an image
+  id used twice (the later record is left out), a ``file_name`` that leaves the image folder (an
+  absolute path or one through ``..``: refused, never read), an image file missing from the folder;
 - annotations: missing ``id``/``image_id``/``category_id``, an annotation id used twice (the later
   one is left out), a category not declared in ``categories``, an ``image_id`` not in ``images``,
   an RLE whose ``size`` differs from the image, polygons with fewer than 3 points.
@@ -19,8 +20,9 @@ bbox outside its image only when asked (``seglab data check``).
 from __future__ import annotations
 
 import json
+import posixpath
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from seglab.data.masks import check_polygons
@@ -123,7 +125,7 @@ def _read_categories(records: list[Any], json_path: Path, problems: Problems) ->
 def _read_images(
     records: list[Any], json_path: Path, image_dir: Path, problems: Problems
 ) -> tuple[dict[int, dict[str, Any]], set[int]]:
-    """Return the usable images by id, and the ids of images left out for a missing file."""
+    """Return the usable images by id, and the ids of images left out for their size or file (not duplicates)."""
     images: dict[int, dict[str, Any]] = {}
     first: dict[int, int] = {}
     left_out: set[int] = set()
@@ -138,16 +140,36 @@ def _read_images(
                     f"give every image a unique id"
                 )
             first[image["id"]] = k
-            if not (image_dir / image["file_name"]).is_file():
-                left_out.add(image["id"])
-                raise DataError(
-                    f"image file {str(image_dir / image['file_name'])!r} (image id {image['id']} in "
-                    f"{str(json_path)!r}) is missing; restore it or remove the image from the JSON"
-                )
+            try:
+                _check_image(image, where, json_path, image_dir)
+            except DataError:
+                left_out.add(image["id"])  # its annotations go with it, without problems of their own
+                raise
             images[image["id"]] = image
         except DataError as err:
             problems.add(err, left_out="the image")
     return images, left_out
+
+
+def _check_image(image: dict[str, Any], where: str, json_path: Path, image_dir: Path) -> None:
+    """Raise DataError for a non-positive size, a ``file_name`` outside ``image_dir`` (never read), a missing file."""
+    if image["height"] <= 0 or image["width"] <= 0:
+        raise DataError(
+            f"{where} (image id {image['id']}): width x height is {image['width']}x{image['height']}; expected "
+            f"the positive size in pixels of the image file"
+        )
+    name = image["file_name"]
+    posix = name.replace("\\", "/")  # a Windows-made JSON may use backslashes
+    if posix.startswith("/") or PureWindowsPath(name).drive or posixpath.normpath(posix).split("/")[0] == "..":
+        raise DataError(
+            f"{where} (image id {image['id']}): file_name {name!r} points outside the image folder "
+            f"{str(image_dir)!r}; file names must be relative paths inside image_dir (the file is not read)"
+        )
+    if not (image_dir / name).is_file():
+        raise DataError(
+            f"image file {str(image_dir / name)!r} (image id {image['id']} in {str(json_path)!r}) is missing; "
+            f"restore it or remove the image from the JSON"
+        )
 
 
 def _read_annotations(
@@ -236,7 +258,7 @@ def _bbox_problem(bbox: Any, width: int, height: int) -> str:
     if bbox is None:
         return ""
     if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
-        return "is not [x, y, w, h] (4 numbers)"
+        return "is not a list of 4 numbers (x, y, w, h)"
     x, y, w, h = bbox
     if w < 0 or h < 0:
         return f"has a negative size (w = {w}, h = {h})"

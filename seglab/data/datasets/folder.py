@@ -4,11 +4,17 @@
 (images may be png/jpg/tif/bmp; masks are single-channel index images). ``label_map`` maps raw mask
 values to train ids (``{0: 1, 255: 0}`` for ISBI-style membrane PNGs) and ``ignore_values`` lists raw
 values that become the ignore index. With ``mask_dir=None`` (prediction) items are images only.
+
+Entries with an image suffix that cannot be read (a broken symlink, a directory named ``x.png``, a
+file without read permission, an empty file) are not left out: the dataset warns once, naming them,
+keeps them in ``unreadable``, and reading such an item raises a ``DataError`` naming the file, as
+for a truncated image; ``seglab data check`` lists them all.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +25,7 @@ from seglab.data.base import (
     SegmentationDataset,
     Transforms,
     default_palette,
+    file_problem,
     read_image,
 )
 from seglab.errors import ConfigError, DataError
@@ -29,6 +36,10 @@ MASK_SUBDIRS = ("masks", "mask", "labels", "label", "annotations")
 
 def list_images(path: str | Path) -> list[Path]:
     """Return the image files in a folder (not recursive, natural order), or ``[path]`` for one file.
+
+    Every entry with an image suffix is returned, also one that cannot be read (a broken symlink, a
+    directory named ``x.png``): reading it then raises a ``DataError`` naming it, where leaving it
+    out would drop it silently. ``unreadable_entries`` says which ones.
 
     Raises:
         DataError: the path is missing, is not an image file, or the folder holds no images.
@@ -41,10 +52,16 @@ def list_images(path: str | Path) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise DataError(f"image path {str(path)!r} not found; pass an image file or a folder of images")
-    images = sorted((p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES), key=_natural)
+    images = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural)
     if not images:
         raise DataError(f"no images ({suffixes}) found in folder {str(path)!r}")
     return images
+
+
+def unreadable_entries(paths: Iterable[Path]) -> dict[Path, str]:
+    """Return path -> why it cannot be read, for the entries ``file_problem`` finds (no file is decoded)."""
+    problems = {path: file_problem(path) for path in paths}
+    return {path: problem for path, problem in problems.items() if problem}
 
 
 class FolderDataset(SegmentationDataset):
@@ -62,6 +79,13 @@ class FolderDataset(SegmentationDataset):
         mask_suffix: extra text after the image stem in mask file names (e.g. "_mask").
         split: a display name for the split.
         transforms: joint ``(image, mask)`` transform (or ``image`` only without masks).
+
+    Attributes:
+        unreadable: path -> reason for the entries of both folders that cannot be read (see the
+            module docstring); empty for a clean dataset.
+
+    Warns:
+        UserWarning: once, naming the unreadable entries, when there are any.
     """
 
     name = "folder"
@@ -96,10 +120,14 @@ class FolderDataset(SegmentationDataset):
         self.image_dir = Path(image_dir)
         self.mask_dir = Path(mask_dir) if mask_dir is not None else None
         images = list_images(self.image_dir)
+        masks = list_images(self.mask_dir) if self.mask_dir is not None else []
+        self.unreadable = unreadable_entries([*images, *masks])
+        if self.unreadable:
+            _warn_unreadable(self.unreadable)
         if self.mask_dir is None:
             self.samples = [(image, None) for image in images]  # type: ignore[misc]
         else:
-            self.samples = _pair_by_stem(images, self.mask_dir, mask_suffix)
+            self.samples = _pair_by_stem(images, masks, self.mask_dir, mask_suffix)
 
     def __getitem__(self, index: int) -> Any:
         if self.mask_dir is not None:
@@ -152,9 +180,21 @@ def resolve_split_dirs(root: Path, split: str) -> tuple[Path, Path | None]:
     return image_dir, mask_dir
 
 
-def _pair_by_stem(images: list[Path], mask_dir: Path, mask_suffix: str) -> list[tuple[Path, Path]]:
+def _warn_unreadable(unreadable: dict[Path, str]) -> None:
+    shown = "; ".join(f"{str(path)!r} ({problem})" for path, problem in list(unreadable.items())[:5])
+    more = f"; and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
+    warnings.warn(
+        f"folder dataset: {len(unreadable)} unreadable entr{'y' if len(unreadable) == 1 else 'ies'}: {shown}{more}. "
+        f"They are kept: reading one raises a DataError; `seglab data check folder` lists them all",
+        stacklevel=3,
+    )
+
+
+def _pair_by_stem(
+    images: list[Path], mask_files: list[Path], mask_dir: Path, mask_suffix: str
+) -> list[tuple[Path, Path]]:
     masks: dict[str, Path] = {}
-    for mask in list_images(mask_dir):
+    for mask in mask_files:
         if mask.stem in masks:
             raise DataError(
                 f"two masks share the stem {mask.stem!r}: {str(masks[mask.stem])!r} and {str(mask)!r}; keep one"
