@@ -124,8 +124,8 @@ def test_data_check_reports_bad_labels_and_exits_1(tmp_path: Path) -> None:
         (["train", "--model", "unet_", "--dataset", "synthetic"], "did you mean 'unet'"),
         (["train", "--recipe", "unet_synthetic_cpu", "--set", "optim.lrr=1"], "optim.lrr"),
         (["train", "--model", "unet", "--dataset", "camvd"], "camvid"),
-        (["eval", "/nonexistent/run"], "config.json"),
-        (["predict", "/nonexistent/run", "x.png"], "config.json"),
+        (["eval", "/nonexistent/run"], "'/nonexistent/run' does not exist"),
+        (["predict", "/nonexistent/run", "x.png"], "'/nonexistent/run' does not exist"),
     ],
 )
 def test_errors_are_one_line_without_traceback(args: list[str], expected: str) -> None:
