@@ -284,11 +284,14 @@ def check_segments_info(segments_info: list[Any], *, where: str, category_to_cla
     """Check that each segment has an int ``id`` and a known ``category_id``; return ``segments_info``.
 
     Raises:
-        DataError: "<where> segment <id>: ..." naming the field or the unknown category id.
+        DataError: "<where> segment <id>: ..." naming the field, the unknown category id or the id listed twice.
     """
+    seen: set[int] = set()
     for info in segments_info:
         segment_where = f"{where} segment {info.get('id') if isinstance(info, dict) else '?'}"
-        _field(info, "id", int, segment_where)
+        if _field(info, "id", int, segment_where) in seen:
+            raise DataError(f"{segment_where}: segment id {info['id']} is listed twice in segments_info; keep one")
+        seen.add(info["id"])
         if _field(info, "category_id", int, segment_where) not in category_to_class:
             raise DataError(f"{segment_where}: unknown category_id {info['category_id']} (not in 'categories')")
     return segments_info

@@ -2,8 +2,9 @@
 
 Every case writes its own fixture (recipes, checkpoints, training states) under tmp_path, runs
 ``seglab.cli.app.run`` and asserts the exit status, that stderr holds no traceback and no "internal error",
-that the message is one line, and that it names the file or field and the problem. The data-check half of
-the corpus is tests/data/test_check_corpus.py.
+that the message is one line, and that it names the file or field and the problem. COCO panoptic inputs are
+damaged copies of panopticapi's sample (shared data); the data-check half of the corpus (folders, COCO
+instance JSON) is tests/data/test_check_corpus.py.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 import yaml
 from PIL import Image
 
+from conftest import require_dataset
 from seglab.cli.app import run
 
 TINY = {
@@ -303,7 +305,68 @@ WEIGHTS_FILE_CASES = [
          ("backbone.safetensors", "cannot read")),
 ]
 
-CASES = RECIPE_CASES + DEVICE_AND_OUTPUT_CASES + RESUME_CASES + CHECKPOINT_CASES + WEIGHTS_FILE_CASES
+PANOPTIC_FILES = ("panoptic_examples.json", "panoptic_examples", "input_images")
+PNG = "pan/panoptic_examples/000000142238.png"
+
+
+def panoptic_with(damage: Callable[[Path], None]) -> Callable[[Path, Path], list[str]]:
+    """A copy of panopticapi's sample (COCO panoptic JSON + PNGs) under tmp/root/pan, damaged, then checked."""
+    def make(tmp: Path, _: Path) -> list[str]:
+        source = require_dataset("coco_panoptic_sample")
+        (tmp / "root" / "pan").mkdir(parents=True)
+        for name in PANOPTIC_FILES:
+            (shutil.copytree if (source / name).is_dir() else shutil.copy)(source / name, tmp / "root" / "pan" / name)
+        damage(tmp / "root")
+        return ["data", "check", "coco_panoptic", "--data-root", str(tmp / "root"), "-O", "folder=pan", "-O",
+                "json_file=panoptic_examples.json", "-O", "panoptic_dir=panoptic_examples", "-O",
+                "image_dir=input_images", "--split", "val"]
+    return make
+
+
+def _panoptic_json(change: Callable[[dict], None]) -> Callable[[Path], None]:
+    def damage(root: Path) -> None:
+        path = root / "pan" / "panoptic_examples.json"
+        data = json.loads(path.read_text())
+        change(data)
+        path.write_text(json.dumps(data))
+    return damage
+
+
+def _segments(data: dict) -> list:
+    return data["annotations"][0]["segments_info"]
+
+
+def _png(convert: Callable[[Image.Image], Image.Image]) -> Callable[[Path], None]:
+    return lambda root: convert(Image.open(root / PNG)).save(root / PNG)
+
+
+PANOPTIC_CASES = [
+    Case("panoptic-segment-not-listed", panoptic_with(_panoptic_json(lambda d: _segments(d).pop(0))),
+         ("000000142238.png", "segment id(s) [3937500] not in")),
+    Case("panoptic-segment-without-pixels", panoptic_with(_panoptic_json(
+        lambda d: _segments(d).append({**_segments(d)[0], "id": 999999}))), ("[999999]", "no pixel")),
+    Case("panoptic-segment-twice", panoptic_with(_panoptic_json(lambda d: _segments(d).append(_segments(d)[0]))),
+         ("panoptic_examples.json", "listed twice")),
+    Case("panoptic-unknown-category", panoptic_with(_panoptic_json(lambda d: _segments(d)[0].update(category_id=4242))),
+         ("panoptic_examples.json", "unknown category_id 4242")),
+    Case("panoptic-category-twice", panoptic_with(_panoptic_json(lambda d: d["categories"].append(d["categories"][0]))),
+         ("categories[133]", "appears twice")),
+    Case("panoptic-unknown-image-id", panoptic_with(_panoptic_json(lambda d: d["annotations"][0].update(image_id=1))),
+         ("annotations[0]", "image_id 1")),
+    Case("panoptic-file-name-escapes", panoptic_with(_panoptic_json(
+        lambda d: d["annotations"][0].update(file_name="../../../etc/passwd"))), ("'../../../etc/passwd'", "outside")),
+    Case("panoptic-no-segments-info", panoptic_with(_panoptic_json(lambda d: d["annotations"][0].pop("segments_info"))),
+         ("annotations[0]", "segments_info")),
+    Case("panoptic-png-missing", panoptic_with(lambda root: (root / PNG).unlink()), ("000000142238.png", "missing")),
+    Case("panoptic-png-grayscale", panoptic_with(_png(lambda im: im.convert("L"))), ("000000142238.png", "mode 'L'")),
+    Case("panoptic-png-wrong-size", panoptic_with(_png(lambda im: im.resize((100, 80), Image.NEAREST))),
+         ("size mismatch", "000000142238.png", "100x80")),
+    Case("panoptic-json-truncated", panoptic_with(lambda root: (root / "pan" / "panoptic_examples.json").write_text(
+        (root / "pan" / "panoptic_examples.json").read_text()[:500])), ("panoptic_examples.json", "not valid JSON")),
+]
+
+CASES = (RECIPE_CASES + DEVICE_AND_OUTPUT_CASES + RESUME_CASES + CHECKPOINT_CASES + WEIGHTS_FILE_CASES
+         + PANOPTIC_CASES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -323,5 +386,5 @@ def test_bad_input_gives_one_clear_line(case: Case, trained: Path, tmp_path: Pat
 
 
 def test_the_corpus_is_large() -> None:
-    assert len(CASES) >= 60  # with tests/data/test_check_corpus.py well over the 100 the reliability issue asks
+    assert len(CASES) >= 90  # with tests/data/test_check_corpus.py well over the 100 the reliability issue asks
 

@@ -151,6 +151,12 @@ def _read_images(
     return images, left_out
 
 
+def leaves_folder(name: str) -> bool:
+    """Whether a ``file_name`` of a JSON points outside the folder it is relative to (absolute, a drive, ``..``)."""
+    posix = name.replace("\\", "/")  # a Windows-made JSON may use backslashes
+    return posix.startswith("/") or bool(PureWindowsPath(name).drive) or posixpath.normpath(posix).split("/")[0] == ".."
+
+
 def _check_image(image: dict[str, Any], where: str, json_path: Path, image_dir: Path) -> None:
     """Raise DataError for a non-positive size, a ``file_name`` outside ``image_dir`` (never read), a missing file."""
     if image["height"] <= 0 or image["width"] <= 0:
@@ -159,8 +165,7 @@ def _check_image(image: dict[str, Any], where: str, json_path: Path, image_dir: 
             f"the positive size in pixels of the image file"
         )
     name = image["file_name"]
-    posix = name.replace("\\", "/")  # a Windows-made JSON may use backslashes
-    if posix.startswith("/") or PureWindowsPath(name).drive or posixpath.normpath(posix).split("/")[0] == "..":
+    if leaves_folder(name):
         raise DataError(
             f"{where} (image id {image['id']}): file_name {name!r} points outside the image folder "
             f"{str(image_dir)!r}; file names must be relative paths inside image_dir (the file is not read)"

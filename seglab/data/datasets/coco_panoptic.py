@@ -33,11 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image as PILImage
 import torch
 from torchvision import tv_tensors
 
 from seglab.data.base import SegmentationDataset, Transforms, check_same_size, check_split, default_palette, read_image
-from seglab.data.datasets.coco_json import _field, load_coco_json
+from seglab.data.datasets.coco_json import _field, leaves_folder, load_coco_json
 from seglab.data.panoptic_format import check_segments_info, decode_panoptic, panoptic_ids, sorted_categories
 from seglab.data.root import dataset_dir
 from seglab.errors import ConfigError, DataError
@@ -117,7 +118,12 @@ class CocoPanoptic(SegmentationDataset):
             image_id = _field(ann, "image_id", int, where)
             if image_id not in files:
                 raise DataError(f"{where}: image_id {image_id} is not in 'images'")
-            png = self.panoptic_dir / _field(ann, "file_name", str, where)
+            png_name = _field(ann, "file_name", str, where)
+            for name, folder in ((files[image_id], self.image_dir), (png_name, self.panoptic_dir)):
+                if leaves_folder(name):
+                    raise DataError(f"{where}: file_name {name!r} (image id {image_id}) points outside {str(folder)!r}; "
+                                    "file names must be relative paths inside it (the file is not read)")
+            png = self.panoptic_dir / png_name
             image = self.image_dir / files[image_id]
             for path in (image, png):
                 if not path.is_file():
@@ -141,8 +147,16 @@ class CocoPanoptic(SegmentationDataset):
         return image, target
 
     def raw_label(self, index: int) -> np.ndarray:
-        """Return the semantic map of item ``index``: [H, W] int64 classes 0..132, 255 = void."""
-        return self.decode(index)[0]
+        """Return the semantic map of item ``index``: [H, W] int64 classes 0..132, 255 = void.
+
+        Raises:
+            DataError: also when the PNG's size differs from its image's (read from the image header).
+        """
+        semantic = self.decode(index)[0]
+        image_path, png_path = self.samples[index]
+        with PILImage.open(image_path) as image:
+            check_same_size(image_path, (image.height, image.width), png_path, semantic.shape)
+        return semantic
 
     def decode(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Decode item ``index``'s PNG into (semantic [H, W] int64, instance_ids [H, W] int64).
