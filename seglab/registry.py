@@ -117,6 +117,8 @@ def create_model(name: str, *, num_classes: int, **kwargs: Any) -> nn.Module:
         _check_kwarg_type(name, builder, key, value)
     model = builder(num_classes=num_classes, **kwargs)
     model.spec = _SPECS[name]
+    # how to build it again (seglab.save writes it to config.json; seglab.load replaces it by the whole file)
+    model.seglab_config = {"model": name, "num_classes": num_classes, "model_kwargs": dict(kwargs)}
     return model
 
 

@@ -27,6 +27,10 @@ from seglab.registry import create_model
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 STATE_FILE = "last.pt"
+# builder arguments that only name weight files: config.json leaves them out, as the saved weights hold every
+# tensor and the files may be gone (a proposer checkpoint is recorded as its spec by the host's rebuild_kwargs,
+# seglab.models.instance.proposals)
+WEIGHT_FILE_KWARGS = ("pretrained", "pretrained_backbone", "pretrained_deepmask", "proposer")
 # what every last.pt holds (and "run", the recipe that wrote it, since this release)
 STATE_KEYS = ("model", "optimizer", "scheduler", "scaler", "step", "best", "rng")
 

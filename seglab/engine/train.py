@@ -23,6 +23,7 @@ from seglab.data import build_dataset
 from seglab.data.patches import PatchSampler
 from seglab.engine.checkpoint import (
     STATE_FILE,
+    WEIGHT_FILE_KWARGS,
     capture_rng,
     lists_to_tensors,
     load_training_state,
@@ -331,9 +332,6 @@ def _checkpoint(out_dir: Path, info: DistInfo, model: nn.Module, optimizer: Any,
     barrier()
 
 
-# builder arguments that only name weight files
-# (a proposer checkpoint is recorded as its spec by the host's rebuild_kwargs, seglab.models.instance.proposals)
-WEIGHT_FILE_KWARGS = ("pretrained", "pretrained_backbone", "pretrained_deepmask", "proposer")
 
 
 def _weights_config(recipe: Recipe, dataset: Any, model: nn.Module) -> dict[str, Any]:

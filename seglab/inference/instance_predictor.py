@@ -23,7 +23,7 @@ from seglab.data import list_images, read_image
 from seglab.data.render import draw_instances
 from seglab.engine.checkpoint import load_model
 from seglab.errors import ConfigError, InputError
-from seglab.inference.predictor import prepare_image, preprocessing
+from seglab.inference.predictor import as_image, prepare_image, preprocessing
 from seglab.metrics.coco import encode_masks
 from seglab.registry import list_models, model_spec
 from seglab.structures import InstancePrediction
@@ -95,12 +95,13 @@ class InstancePredictor:
         return list(self.config.get("classes") or [str(i) for i in range(self.config["num_classes"])])
 
     @torch.no_grad()
-    def predict(self, image: Tensor) -> InstancePrediction:
+    def predict(self, image: Tensor | np.ndarray | Any) -> InstancePrediction:
         """The instances of one image [3, H, W] (uint8, or float in [0, 1]), on the CPU.
 
         Returns:
             InstancePrediction with soft masks [K, H, W], boxes in image pixels, scores high to low.
         """
+        image = as_image(image)  # a file path, PIL image or [H, W, 3] array too
         if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3:
             got = list(image.shape) if isinstance(image, Tensor) else type(image).__name__
             raise InputError(f"InstancePredictor.predict: image is {got}; expected one [3, H, W] tensor "

@@ -23,7 +23,7 @@ from seglab.data.panoptic_format import PanopticWriter
 from seglab.data.render import draw_panoptic
 from seglab.engine.checkpoint import load_model
 from seglab.errors import ConfigError, InputError
-from seglab.inference.predictor import prepare_image, preprocessing
+from seglab.inference.predictor import as_image, prepare_image, preprocessing
 from seglab.structures import PanopticPrediction
 
 
@@ -75,8 +75,10 @@ class PanopticPredictor:
         return list(self.config.get("classes") or [str(i) for i in range(self.config["num_classes"])])
 
     @torch.no_grad()
-    def predict(self, image: Tensor) -> PanopticPrediction:
-        """The panoptic map of one image [3, H, W] (uint8, or float in [0, 1]), on the CPU."""
+    def predict(self, image: Tensor | Any) -> PanopticPrediction:
+        """The panoptic map of one image [3, H, W] (uint8, or float in [0, 1]), on the CPU (a file path, PIL image or
+        [H, W, 3] array too)."""
+        image = as_image(image)
         if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3:
             got = list(image.shape) if isinstance(image, Tensor) else type(image).__name__
             raise InputError(f"PanopticPredictor.predict: image is {got}; expected one [3, H, W] tensor "

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image as PILImage
-from torch import Tensor
+from torch import Tensor, nn
 
 from torchvision import tv_tensors
 from torchvision.transforms import v2
@@ -20,6 +20,7 @@ from seglab.data.base import default_palette
 from seglab.data.render import overlay
 from seglab.engine.checkpoint import load_model
 from seglab.engine.evaluate import predict_logits
+from seglab.errors import InputError
 
 
 @dataclass
@@ -40,6 +41,29 @@ def preprocessing(config: dict[str, Any]) -> Any:
     augment = ((config.get("recipe") or {}).get("data") or {}).get("augment")
     transform = eval_transforms(augment=augment)
     return None if isinstance(transform, v2.Identity) else transform
+
+
+def as_image(image: Tensor | np.ndarray | PILImage.Image | str | Path) -> Tensor:
+    """One input image as a [3, H, W] tensor: a file path (read as ``seglab predict`` reads it), a PIL image,
+    an [H, W, 3] (or [H, W]) uint8 array, or a [3, H, W] tensor, returned as it is.
+
+    Raises:
+        InputError: any other type or shape (the message says what came).
+    """
+    if isinstance(image, Tensor):
+        return image
+    if isinstance(image, (str, Path)):
+        return read_image(image)
+    if isinstance(image, PILImage.Image):
+        image = np.array(image.convert("RGB"))  # a writable copy
+    if isinstance(image, np.ndarray):
+        if image.ndim == 2:
+            image = np.repeat(image[..., None], 3, axis=2)
+        if image.ndim == 3 and image.shape[2] == 3:
+            return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+        raise InputError(f"an image array must be [H, W, 3] or [H, W]; got shape {list(image.shape)}")
+    raise InputError(f"cannot predict on a {type(image).__name__}; pass a file path, a PIL image, an [H, W, 3] "
+                     "array or a [3, H, W] tensor")
 
 
 def prepare_image(image: Tensor, preprocess: Any) -> Tensor:
@@ -67,17 +91,28 @@ class Predictor:
     """
 
     def __init__(self, checkpoint: str | Path, *, device: str = "cpu") -> None:
-        self.model, self.config = load_model(checkpoint, device=device)
+        model, config = load_model(checkpoint, device=device)
+        self._setup(model, config, device=device)
+
+    @classmethod
+    def from_model(cls, model: nn.Module, config: dict[str, Any], *, device: str = "cpu") -> Predictor:
+        """A predictor around a built model; ``config`` as in a checkpoint's config.json (classes, input_size...)."""
+        predictor = cls.__new__(cls)
+        predictor._setup(model, config, device=device)
+        return predictor
+
+    def _setup(self, model: nn.Module, config: dict[str, Any], *, device: str) -> None:
         self.device = resolve_device(device)
+        self.model, self.config = model.to(self.device).eval(), config
         self.input_size = tuple(self.config["input_size"]) if self.config.get("input_size") else None
         self.preprocess = preprocessing(self.config)
         palette = self.config.get("palette") or default_palette(self.config["num_classes"])
         self.palette = np.array(palette, dtype=np.uint8)
 
     @torch.no_grad()
-    def predict(self, image: Tensor) -> Tensor:
-        """Class ids [H, W] int64 for one image [3, H, W] (uint8, or float in [0, 1])."""
-        x = prepare_image(image, self.preprocess)
+    def predict(self, image: Tensor | np.ndarray | PILImage.Image | str | Path) -> Tensor:
+        """Class ids [H, W] int64 for one image: a file, a PIL image, an [H, W, 3] array or a [3, H, W] tensor."""
+        x = prepare_image(as_image(image), self.preprocess)
         logits = predict_logits(self.model, x[None].to(self.device), input_size=self.input_size)
         return logits.argmax(1)[0].cpu()
 
