@@ -30,7 +30,7 @@ from seglab.cli.train import train
 from seglab.errors import Interrupted, SeglabError, one_line
 
 app = typer.Typer(
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False,
     help="seglab: the CNN segmentation models of the survey, trained and compared on one API.",
 )
 app.command("models")(models)
@@ -45,8 +45,22 @@ app.command("tables")(tables)
 app.add_typer(data_app, name="data")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        import torch  # noqa: PLC0415 - already loaded by the commands; printed because results depend on it
+
+        from seglab import __version__  # noqa: PLC0415
+
+        print(f"seglab {__version__} (torch {torch.__version__}, python {sys.version.split()[0]})")
+        raise typer.Exit()
+
+
 @app.callback()
-def _options(debug: bool = typer.Option(False, "--debug", help="show tracebacks")) -> None:
+def _options(
+    debug: bool = typer.Option(False, "--debug", help="show tracebacks"),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="print the versions of seglab, torch and python, and exit"),
+) -> None:
     if debug:
         os.environ["SEGLAB_DEBUG"] = "1"
 

@@ -1,4 +1,4 @@
-"""`seglab data check | fetch | stats | render`: validate labels, download datasets, class statistics, pictures."""
+"""`seglab data list | check | fetch | stats | render`: the datasets, validate labels, download datasets, class statistics, pictures."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from PIL import Image as PILImage
 from rich.markup import escape
 from rich.table import Table
 
-from seglab.cli.common import OutputFormat, console
+from seglab.cli.common import OutputFormat, console, render_rows
 from seglab.data import CheckReport, build_dataset, check_dataset, check_instances
 from seglab.data.fetch import URL_BASE_ENV, fetch_dataset
 from seglab.data.render import render_sample, target_labels
@@ -35,6 +35,42 @@ def dataset_options(options: list[str] | None) -> dict[str, object]:
             raise ConfigError(f"dataset option {option!r} must look like key=value, e.g. -O folder=coco_tiny")
         parsed[key.strip()] = parse_yaml(raw, where=f"dataset option {option!r}")
     return parsed
+
+
+# datasets with no folder of their own under the data root
+_NO_FOLDER = {"synthetic": "(generated)", "folder": "(your folders)"}
+_TASK_SHORT = {"semantic": "sem", "instance": "inst", "panoptic": "pan"}  # fits 80 columns
+
+
+@data_app.command("list")
+def list_command(
+    data_root: Path = typer.Option(None, help="data root (default: $SEGLAB_DATA or ../shared/data)"),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table, json, csv or markdown"),
+) -> None:
+    """The dataset names seglab reads, the targets each gives (sem, inst, pan: pass task= to build one), whether
+    it is under the data root (or which sample folder to pass as -O folder=), and whether `data fetch` gets it."""
+    from seglab.data import data_root as default_root  # noqa: PLC0415
+    from seglab.data.datasets import dataset_tasks, list_datasets  # noqa: PLC0415
+
+    root = Path(data_root) if data_root is not None else default_root()
+    sources = set(list_sources())
+    names = list_datasets()
+    rows = []
+    for name in names:
+        rows.append({"name": name, "tasks": " ".join(_TASK_SHORT[t] for t in dataset_tasks(name)),
+                     "on disk": _NO_FOLDER.get(name) or _on_disk(root, name, names),
+                     "fetch": "yes" if name in sources else "-"})
+    render_rows(rows, title=f"datasets under {root}", fmt=fmt)
+
+
+def _on_disk(root: Path, name: str, names: list[str]) -> str:
+    """ "yes" when ``root/name`` exists, else the sample folders it reads with -O folder= (coco_tiny), else "no"."""
+    if (root / name).is_dir():
+        return "yes"
+    longer = [other for other in names if other != name and other.startswith(name)]  # coco_panoptic for coco
+    samples = sorted(p.name for p in root.glob(f"{name}_*")
+                     if p.is_dir() and not any(p.name.startswith(other) for other in longer)) if root.is_dir() else []
+    return ", ".join(f"folder={s}" for s in samples) or "no"
 
 
 @data_app.command("check")
