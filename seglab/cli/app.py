@@ -47,11 +47,15 @@ app.add_typer(data_app, name="data")
 
 def _print_version(value: bool) -> None:
     if value:
-        import torch  # noqa: PLC0415 - already loaded by the commands; printed because results depend on it
+        from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
 
         from seglab import __version__  # noqa: PLC0415
 
-        print(f"seglab {__version__} (torch {torch.__version__}, python {sys.version.split()[0]})")
+        try:
+            torch = version("torch")  # from the metadata: importing torch would take seconds
+        except PackageNotFoundError:
+            torch = "not installed"
+        print(f"seglab {__version__} (torch {torch}, python {sys.version.split()[0]})")
         raise typer.Exit()
 
 

@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
 import typer
 
-from seglab.bench import BUDGET_RECIPE, BenchRow, rows_as_dicts, run_bench
 from seglab.cli.common import OutputFormat, err_console, json_safe, markdown_table, render_rows
-from seglab.models.cost import COST_SIZE
 
 
 def bench(
@@ -33,6 +30,11 @@ def bench(
     so an interrupted bench continues where it stopped. The table is also written to OUT/bench.json
     and OUT/bench.md; progress goes to stderr, so `--format json > table.json` keeps stdout clean.
     """
+    import torch  # noqa: PLC0415 - lazy: `seglab --help` must not import torch
+
+    from seglab.bench import BUDGET_RECIPE, BenchRow, rows_as_dicts, run_bench
+    from seglab.models.cost import COST_SIZE
+
     torch.set_num_threads(threads)
     sizes = f"{COST_SIZE[0]}x{COST_SIZE[1]}"
 

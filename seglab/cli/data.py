@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import json
 from pathlib import Path
 
@@ -12,14 +14,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from seglab.cli.common import OutputFormat, console, render_rows
-from seglab.data import CheckReport, build_dataset, check_dataset, check_instances
-from seglab.data.fetch import URL_BASE_ENV, fetch_dataset
-from seglab.data.render import render_sample, target_labels
-from seglab.data.sources import list_sources
-from seglab.data.stats import ClassStats, compute_class_stats
 from seglab.engine.progress import progress_bar
 from seglab.errors import ConfigError
 from seglab.recipes import parse_yaml
+
+if TYPE_CHECKING:
+    from seglab.data import CheckReport
+    from seglab.data.stats import ClassStats
+
+URL_BASE_ENV = "SEGLAB_FETCH_URL_BASE"  # = seglab.data.fetch.URL_BASE_ENV (tests/cli/test_newcomer.py), kept light
 
 data_app = typer.Typer(no_args_is_help=True, help="Dataset tools.")
 
@@ -49,6 +52,8 @@ def list_command(
 ) -> None:
     """The dataset names seglab reads, the targets each gives (sem, inst, pan: pass task= to build one), whether
     it is under the data root (or which sample folder to pass as -O folder=), and whether `data fetch` gets it."""
+    from seglab.data.sources import list_sources  # noqa: PLC0415 - lazy: `seglab --help` must not import torch
+
     from seglab.data import data_root as default_root  # noqa: PLC0415
     from seglab.data.datasets import dataset_tasks, list_datasets  # noqa: PLC0415
 
@@ -93,6 +98,8 @@ def check(
     and instance counts per class. Your own COCO JSON: -O json_file=... -O image_dir=...
     Exits with status 1 when errors are found.
     """
+    from seglab.data import build_dataset, check_dataset, check_instances  # noqa: PLC0415 - lazy: `seglab --help` must not import torch
+
     kwargs = dataset_options(options)
     if dataset == "folder":
         folder = {"image_dir": images, "mask_dir": masks,
@@ -150,7 +157,7 @@ def _render_messages(report: CheckReport, ok: str) -> None:
 
 @data_app.command("fetch")
 def fetch(
-    name: str = typer.Argument(..., help=f"dataset to download: {', '.join(list_sources())}"),
+    name: str = typer.Argument(..., help="dataset to download (`seglab data list` marks them)"),
     root: Path = typer.Option(None, "--root", help="data root; files go to ROOT/<dataset> (default: the data root)"),
     url_base: str = typer.Option(None, "--url-base", envvar=URL_BASE_ENV, help="mirror replacing the official URLs"),
     attempts: int = typer.Option(3, help="tries per file; each retry resumes the partial download"),
@@ -161,6 +168,8 @@ def fetch(
     Interrupted downloads resume on the next run. Exits with status 1 when the files need a manual
     download (the instructions are printed).
     """
+    from seglab.data.fetch import fetch_dataset  # noqa: PLC0415 - lazy: `seglab --help` must not import torch
+
     with progress_bar(console, enabled=not quiet, transfer=True) as bar:
         tasks: dict[str, int] = {}
 
@@ -187,6 +196,9 @@ def stats(
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json"),
 ) -> None:
     """Per-class pixel counts, frequencies and SegNet's median-frequency class weights."""
+    from seglab.data import build_dataset  # noqa: PLC0415 - lazy: `seglab --help` must not import torch
+    from seglab.data.stats import compute_class_stats
+
     data = build_dataset(dataset, split=split, root=data_root, **dataset_options(options))
     with progress_bar(console, enabled=fmt is OutputFormat.table) as bar:
         task = bar.add_task(f"counting {dataset}/{split}", total=min(len(data), max_items or len(data)))
@@ -227,6 +239,9 @@ def render(
     Ignored pixels are white in the label map and left unblended in the overlay; instance targets
     are painted with their class colours, crowd regions as ignored.
     """
+    from seglab.data import build_dataset  # noqa: PLC0415 - lazy: `seglab --help` must not import torch
+    from seglab.data.render import render_sample, target_labels
+
     data = build_dataset(dataset, split=split, root=data_root, **dataset_options(options))
     indices = list(index) if index else list(range(min(count, len(data))))
     bad = [i for i in indices if not 0 <= i < len(data)]

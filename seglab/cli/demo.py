@@ -8,12 +8,6 @@ from typing import Any
 import typer
 
 from seglab.cli.common import OutputFormat, console, render_rows
-from seglab.data import build_dataset
-from seglab.engine.tasks import dataset_kwargs
-from seglab.engine.train import train as run_training
-from seglab.inference.instance_predictor import InstancePredictor
-from seglab.inference.panoptic_predictor import PanopticPredictor
-from seglab.inference.predictor import Predictor
 from seglab.recipes import Recipe, load_recipe
 
 DEMO_RECIPES = {"semantic": "unet_synthetic_cpu", "instance": "mask_rcnn_synthetic_cpu",
@@ -28,6 +22,11 @@ def demo(
     device: str = typer.Option(None, help="cpu, cuda (default: cuda when available)"),
 ) -> None:
     """Train a small model on synthetic shapes, evaluate it and write overlays of a few validation images."""
+    from seglab.engine.train import train as run_training  # noqa: PLC0415 - lazy: `seglab --help` must not import torch
+    from seglab.inference.instance_predictor import InstancePredictor
+    from seglab.inference.panoptic_predictor import PanopticPredictor
+    from seglab.inference.predictor import Predictor
+
     if task not in DEMO_RECIPES:
         raise typer.BadParameter(f"--task must be one of {', '.join(DEMO_RECIPES)}, got {task!r}")
     out = out or Path("runs/demo" if task == "semantic" else f"runs/demo_{task}")
@@ -61,6 +60,9 @@ def demo(
 
 
 def _dataset(recipe: Recipe, task: str, split: str) -> Any:
+    from seglab.data import build_dataset  # noqa: PLC0415 - lazy: `seglab --help` must not import torch
+    from seglab.engine.tasks import dataset_kwargs
+
     return build_dataset(recipe.data.dataset, split=split, **dataset_kwargs(task, recipe.data.dataset,
                                                                           recipe.data.kwargs))
 

@@ -6,19 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
 import typer
-from torch.utils.data import DataLoader
 
 from seglab.cli.common import OutputFormat, console, err_console, json_safe, render_rows
 from seglab.cli.data import OPTION_HELP, dataset_options
-from seglab.data import FolderDataset, build_dataset
-from seglab.engine.checkpoint import load_model
-from seglab.engine.device import resolve_device
 from seglab.engine.progress import progress_bar
-from seglab.engine.tasks import dataset_kwargs, task_of_checkpoint
 from seglab.errors import ConfigError
-from seglab.inference.predictor import preprocessing
 
 
 def eval_checkpoint(
@@ -37,6 +30,14 @@ def eval_checkpoint(
 ) -> None:
     """Evaluate a checkpoint: mIoU and per-class IoU (semantic), COCO box and mask AP (instance), or panoptic
     quality PQ / SQ / RQ for all classes, things and stuff, and per class (panoptic)."""
+    import torch  # noqa: PLC0415 - lazy: `seglab --help` must not import torch
+    from torch.utils.data import DataLoader
+
+    from seglab.engine.checkpoint import load_model
+    from seglab.engine.device import resolve_device
+    from seglab.engine.tasks import task_of_checkpoint
+    from seglab.inference.predictor import preprocessing
+
     model, config = load_model(checkpoint, device=device)
     task = task_of_checkpoint(config)
     data = _dataset(config, task.name, dataset=dataset, split=split, images=images, masks=masks, data_root=data_root,
@@ -58,6 +59,9 @@ def eval_checkpoint(
 
 def _dataset(config: dict[str, Any], task: str, *, dataset: str | None, split: str, images: Path | None,
              masks: Path | None, data_root: Path | None, options: dict[str, Any]) -> Any:
+    from seglab.data import FolderDataset, build_dataset  # noqa: PLC0415 - lazy: `seglab --help` must not import torch
+    from seglab.engine.tasks import dataset_kwargs
+
     if images is not None or masks is not None:
         if task == "instance":
             raise ConfigError("--images/--masks pair index masks for semantic models; for instance models pass a "

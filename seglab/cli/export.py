@@ -7,11 +7,7 @@ from pathlib import Path
 import typer
 
 from seglab.cli.common import console
-from seglab.engine.checkpoint import load_model
-from seglab.data.augment import PREPROCESSING
 from seglab.errors import ConfigError
-from seglab.inference.onnx_export import export_onnx
-from seglab.inference.predictor import preprocessing
 
 
 def export(
@@ -19,6 +15,11 @@ def export(
     out: Path = typer.Option(Path("model.onnx"), "--out", "-o", help="ONNX file to write"),
 ) -> None:
     """Export to ONNX: input "images" [N, 3, H, W] float in [0, 1], output "logits"; N, H, W dynamic."""
+    from seglab.data.augment import PREPROCESSING  # noqa: PLC0415 - lazy: `seglab --help` must not import torch
+    from seglab.engine.checkpoint import load_model
+    from seglab.inference.onnx_export import export_onnx
+    from seglab.inference.predictor import preprocessing
+
     if out.is_dir():
         raise ConfigError(f"--out {str(out)!r} is a folder; pass the ONNX file to write, e.g. {str(out / 'model.onnx')!r}")
     model, config = load_model(checkpoint)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import typer
 
 from seglab.cli.common import OutputFormat, console, render_rows
-from seglab.models.cost import COST_SIZE, model_cost
-from seglab.registry import list_models, model_spec
 
 PARAMS_CLASSES = 21  # PASCAL VOC's 20 classes + background, the survey's common setting
 
@@ -16,6 +14,9 @@ def models(
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table, json or csv"),
 ) -> None:
     """List the registered models: name, task, paper, year, parameters and GFLOPs (21 classes, 360x480)."""
+    from seglab.models.cost import COST_SIZE, model_cost  # noqa: PLC0415 - lazy: `seglab --help` must not import torch
+    from seglab.registry import list_models, model_spec
+
     rows = []
     with console.status("measuring parameters and FLOPs on the meta device"):
         for name in list_models(task):

@@ -8,12 +8,7 @@ from pathlib import Path
 import typer
 
 from seglab.cli.common import console
-from seglab.engine.checkpoint import read_config
-from seglab.engine.tasks import task_of_checkpoint
 from seglab.errors import ConfigError
-from seglab.inference.instance_predictor import InstancePredictor
-from seglab.inference.panoptic_predictor import PanopticPredictor
-from seglab.inference.predictor import Predictor
 
 
 def predict(
@@ -29,6 +24,12 @@ def predict(
     <name>_overlay.png (each instance outlined in its colour, box, class and score) and results.json.
     Panoptic: <name>_overlay.png (stuff coloured, thing instances shaded and outlined) and the COCO
     panoptic format (panoptic/<name>.png + panoptic.json)."""
+    from seglab.engine.checkpoint import read_config  # noqa: PLC0415 - lazy: `seglab --help` must not import torch
+    from seglab.engine.tasks import task_of_checkpoint
+    from seglab.inference.instance_predictor import InstancePredictor
+    from seglab.inference.panoptic_predictor import PanopticPredictor
+    from seglab.inference.predictor import Predictor
+
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} is a file; pass a folder to write the predictions into")
     task = task_of_checkpoint(read_config(checkpoint)).name

@@ -9,7 +9,6 @@ from pathlib import Path
 import typer
 
 from seglab.cli.common import console, render_rows
-from seglab.tables import DEFAULT_RUNS, build_tables
 
 
 class TablesFormat(str, Enum):
@@ -21,7 +20,7 @@ class TablesFormat(str, Enum):
 def tables(
     numbers: list[int] = typer.Option(None, "--table", "-t", help="table number 1-8, repeatable (default: all)"),
     runs: list[Path] = typer.Option(
-        None, "--runs", help=f"directories searched for bench.json run records (default: {DEFAULT_RUNS} if it exists)"
+        None, "--runs", help="directories searched for bench.json run records (default: runs/bench if it exists)"
     ),
     fmt: TablesFormat = typer.Option(TablesFormat.markdown, "--format", help="markdown, table or json"),
 ) -> None:
@@ -30,6 +29,8 @@ def tables(
     Tables 4 and 8 put the paper's numbers beside every run record (`seglab bench --train` writes
     OUT/<model>/bench.json) found under --runs; a row without a run says "no run yet".
     """
+    from seglab.tables import build_tables  # noqa: PLC0415 - lazy: `seglab --help` must not import torch
+
     built = build_tables(numbers or None, runs=list(runs) if runs else None)
     if fmt is TablesFormat.json:
         print(json.dumps([t.as_dict() for t in built], indent=2))

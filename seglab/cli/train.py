@@ -8,7 +8,6 @@ from pathlib import Path
 import typer
 
 from seglab.cli.common import console
-from seglab.engine.train import train as run_training
 from seglab.errors import ConfigError
 from seglab.recipes import load_recipe
 
@@ -26,6 +25,8 @@ def train(
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
     """Train a model; writes OUT/final and OUT/best (safetensors + config.json), OUT/last.pt and logs."""
+    from seglab.engine.train import train as run_training  # noqa: PLC0415 - lazy: `seglab --help` must not import torch
+
     sets = list(overrides or [])
     if model:
         sets.insert(0, f"model.name={model}")

@@ -40,3 +40,18 @@ def test_data_list_names_every_dataset_and_what_is_on_disk(data_root: Path,
 def test_shell_completion_is_offered(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["--help"]) == 0
     assert "--install-completion" in capsys.readouterr().out
+
+
+def test_the_command_line_starts_without_torch() -> None:
+    # `seglab --help` and `seglab <cmd> --help` import no model, dataset or torch (timed in benchmarks/bench_cli_startup.py)
+    code = ("import sys; from seglab.cli.app import run; run(['--help']); run(['train', '--help']); "
+            "run(['data', 'check', '--help']); run(['--version']); assert 'torch' not in sys.modules, 'torch imported'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_light_copy_of_the_fetch_mirror_variable_matches() -> None:
+    from seglab.cli.data import URL_BASE_ENV
+    from seglab.data.fetch import URL_BASE_ENV as REAL
+
+    assert URL_BASE_ENV == REAL
