@@ -7,10 +7,13 @@ from typing import Any
 
 
 def format_number(value: Any) -> str:
-    """A table cell: floats with 4 decimals below 10 (scores), 2 above (counts, seconds); NaN as "nan"."""
+    """A table cell: floats with 4 decimals below 10 (scores), 2 above (counts, seconds), 3 significant
+    digits below 0.001 (learning rates: 1e-09, 2e-05, not 0.0000); NaN as "nan"."""
     if isinstance(value, float):
         if math.isnan(value):
             return "nan"
+        if value != 0 and abs(value) < 1e-3:
+            return f"{value:.3g}"
         return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
     return str(value)
 

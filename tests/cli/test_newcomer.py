@@ -55,3 +55,25 @@ def test_the_light_copy_of_the_fetch_mirror_variable_matches() -> None:
     from seglab.data.fetch import URL_BASE_ENV as REAL
 
     assert URL_BASE_ENV == REAL
+
+
+@pytest.mark.parametrize("command", [["models"], ["recipes"], ["data", "list"]])
+def test_tables_show_whole_names_at_80_columns(command: list[str], capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from seglab.cli.common import console
+
+    monkeypatch.setattr(console, "_width", 80)
+    assert run([*command, "--format", "json"]) == 0
+    names = [row["name"] for row in json.loads(capsys.readouterr().out)]
+    assert run(command) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    for name in names:
+        assert f" {name} " in out, name  # whole, on one line
+
+
+def test_numbers_keep_their_size() -> None:
+    from seglab.formatting import format_number
+
+    assert [format_number(v) for v in (1e-9, 2e-05, 0.0001, 0.001, 0.5, 0.0, 12.345)] == [
+        "1e-09", "2e-05", "0.0001", "0.0010", "0.5000", "0.0000", "12.35"]
