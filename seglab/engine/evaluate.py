@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from seglab.layers.upsample import resize_to
+from seglab.layers.upsample import resize_input, resize_to
 from seglab.metrics.confusion import ConfusionMatrix
 
 
@@ -19,11 +19,12 @@ def predict_logits(model: nn.Module, images: Tensor, *, input_size: tuple[int, i
     Args:
         images: [N, 3, H, W] float in [0, 1].
         input_size: when set (reduced-resolution recipes), the model sees images resized to this
-            (H, W) and its logits are resized back, so metrics are computed on the original labels.
+            (H, W) as in training (``resize_input``: antialiased) and its logits are resized back, so
+            metrics are computed on the original labels. The exported ONNX graph does the same.
     """
     size = images.shape[-2:]
-    if input_size is not None and tuple(input_size) != tuple(size):
-        images = resize_to(images, input_size)
+    if input_size is not None:
+        images = resize_input(images, input_size)
     return resize_to(model(images).logits, size)
 
 

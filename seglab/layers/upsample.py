@@ -31,6 +31,18 @@ class BilinearDeconv(nn.ConvTranspose2d):
             self.weight.copy_(bilinear_kernel(channels, 2 * factor))
 
 
+def resize_input(images: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
+    """Resize float images [N, 3, H, W] to ``size`` as training does: bilinear with antialiasing.
+
+    The training transforms resize uint8 images with torchvision's ``Resize(antialias=True)``; this is
+    the same kernel on floats, so evaluation, prediction and the exported ONNX graph (which calls it)
+    feed the model what training fed it (up to uint8 rounding). No-op when the size already matches.
+    """
+    if not torch.compiler.is_compiling() and tuple(images.shape[-2:]) == tuple(size):
+        return images
+    return F.interpolate(images, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
+
+
 def resize_to(x: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
     """Bilinearly resize ``x`` [N, C, h, w] to ``size`` (H, W); a no-op when sizes already match."""
     # While exporting, sizes are symbolic: interpolating to the same size is exact (identity), and
