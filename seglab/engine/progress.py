@@ -22,6 +22,9 @@ class _Silent:
     def advance(self, *args: Any, **kwargs: Any) -> None:
         pass
 
+    def remove_task(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
 
 @contextmanager
 def progress_bar(console: Console, *, enabled: bool = True, transfer: bool = False) -> Iterator[Any]:

@@ -275,8 +275,12 @@ def _loop(run: _Run, out_dir: Path, logger: MetricsLogger, bar: Any, *, step: in
                 logger.log("train", step, {"loss": loss, **losses, "lr": run.scheduler.get_last_lr()[0]})
             eval_due = recipe.train.eval_every is not None and step % recipe.train.eval_every == 0
             if run.val_loader is not None and (eval_due or step == total):
+                items = len(run.val_loader.dataset)
+                evaluating = bar.add_task(f"evaluating {items} images", total=items)
                 metrics = run.task.evaluate(run.model, run.val_loader, dataset=run.dataset, device=info.device,
-                                            input_size=recipe.data.resize)
+                                            input_size=recipe.data.resize,
+                                            progress=lambda n: bar.advance(evaluating, n))
+                bar.remove_task(evaluating)
                 logger.log("val", step, _scalars(metrics))
                 if info.is_main and metrics[run.task.best_metric] > best:
                     best = metrics[run.task.best_metric]

@@ -77,3 +77,47 @@ def test_numbers_keep_their_size() -> None:
 
     assert [format_number(v) for v in (1e-9, 2e-05, 0.0001, 0.001, 0.5, 0.0, 12.345)] == [
         "1e-09", "2e-05", "0.0001", "0.0010", "0.5000", "0.0000", "12.35"]
+
+
+def _own_folders(tmp_path: Path) -> tuple[Path, Path]:
+    import numpy as np
+    from PIL import Image
+
+    (tmp_path / "img").mkdir()
+    (tmp_path / "msk").mkdir()
+    for i in range(4):
+        mask = np.zeros((24, 32), np.uint8)
+        mask[8:16, 4 + 3 * i:16 + 3 * i] = 1
+        mask[:2] = 11  # void
+        Image.fromarray(np.where(mask[..., None] == 1, 200, 30).repeat(3, 2).astype(np.uint8)).save(
+            tmp_path / "img" / f"{i}.png")
+        Image.fromarray(mask).save(tmp_path / "msk" / f"{i}.png")
+    return tmp_path / "img", tmp_path / "msk"
+
+
+def test_train_on_your_own_folders_in_one_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    images, masks = _own_folders(tmp_path)
+    assert run(["train", "--model", "unet", "--images", str(images), "--masks", str(masks), "--classes", "bg,box",
+                "--ignore", "11", "--out", str(tmp_path / "run"), "--max-steps", "2", "--quiet",
+                "--set", "model.kwargs.base_channels=4"]) == 0
+    out = capsys.readouterr().out
+    assert "no --recipe: training under the CPU budget" in " ".join(out.split())
+    config = json.loads((tmp_path / "run" / "final" / "config.json").read_text())
+    assert config["classes"] == ["bg", "box"] and config["label_map"]["11"] == 255  # --ignore 11: void
+    assert config["input_size"] == [120, 160]  # the CPU budget's resolution
+    assert seglab.load(tmp_path / "run").seglab_config["dataset"] == "folder"
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--images", "IMG"], "--images, --masks and --classes go together"),
+    (["--images", "IMG", "--masks", "MSK"], "go together"),
+    (["--images", "IMG", "--masks", "MSK", "--classes", " , "], "--classes is empty"),
+    (["--images", "NOPE", "--masks", "MSK", "--classes", "a,b"], "is not a folder"),
+])
+def test_own_data_options_say_what_is_missing(args: list[str], expected: str, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    images, masks = _own_folders(tmp_path)
+    args = [str(images) if a == "IMG" else str(masks) if a == "MSK" else str(tmp_path / a) if a == "NOPE" else a
+            for a in args]
+    assert run(["train", "--model", "unet", *args, "--out", str(tmp_path / "run")]) == 2
+    assert expected in capsys.readouterr().err
