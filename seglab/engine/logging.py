@@ -8,6 +8,10 @@ from pathlib import Path
 from typing import Any
 
 
+TENSORBOARD_MISSING = ("note: TensorBoard is not installed, so no tb/ event files are written (metrics.jsonl, "
+                       "train.csv and val.csv are); pip install 'seglab[tensorboard]' for them")
+
+
 class MetricsLogger:
     """Appends one record per call to ``metrics.jsonl`` and ``metrics.csv`` in ``directory``.
 
@@ -29,8 +33,13 @@ class MetricsLogger:
             from torch.utils.tensorboard import SummaryWriter
 
             self._writer = SummaryWriter(str(self.directory / "tb"))
-        except ImportError:  # tensorboard is optional
+        except ImportError:  # tensorboard is optional; train() says so (TENSORBOARD_MISSING) rather than nothing
             self._writer = None
+
+    @property
+    def tensorboard(self) -> bool:
+        """Whether TensorBoard event files are written (tensorboard installed)."""
+        return self._writer is not None
 
     def log(self, kind: str, step: int, values: dict[str, float]) -> None:
         """Record scalar ``values`` of ``kind`` ("train" or "val") at ``step``."""

@@ -35,7 +35,7 @@ from seglab.engine.checkpoint import (
     unwrap,
 )
 from seglab.engine.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
-from seglab.engine.logging import MetricsLogger
+from seglab.engine.logging import TENSORBOARD_MISSING, MetricsLogger
 from seglab.engine.optim import build_optimizer, build_scheduler, resolve_schedule
 from seglab.engine.progress import progress_bar
 from seglab.engine.sampling import ResumableSampler, SeededTransforms
@@ -165,6 +165,8 @@ def train(
     step, best = _restore(run, out_dir) if resume else (0, -1.0)
     total = run.steps if max_steps is None else min(max_steps, run.steps)
     logger = MetricsLogger(out_dir, enabled=info.is_main, append=resume)
+    if info.is_main and not logger.tensorboard:
+        console.print(TENSORBOARD_MISSING, highlight=False, soft_wrap=True, markup=False)
     if info.is_main:
         console.print(
             f"[bold]train[/] {recipe.model.name} on {recipe.data.dataset}/{recipe.data.train_split} "
