@@ -87,7 +87,7 @@ def run(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # typer ends every command (and --help, and usage errors) this way
         code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
         if code == 130:  # typer's answer to a Ctrl-C outside a training run
-            err_console.print("[bold yellow]interrupted[/] (Ctrl-C); nothing was left half-written", highlight=False)
+            err_console.print("[bold yellow]interrupted[/] (Ctrl-C)", highlight=False)
         return code
     except Exception as exc:  # noqa: BLE001 - the one place every error becomes one line
         if os.environ.get("SEGLAB_DEBUG") == "1":
