@@ -25,6 +25,7 @@ from seglab.cli.export import export
 from seglab.cli.models import models
 from seglab.cli.predict import predict
 from seglab.cli.recipes import recipes
+from seglab.cli.report import report
 from seglab.cli.tables import tables
 from seglab.cli.train import train
 from seglab.errors import Interrupted, SeglabError, one_line
@@ -42,6 +43,7 @@ app.command("export")(export)
 app.command("demo")(demo)
 app.command("bench")(bench)
 app.command("tables")(tables)
+app.command("report")(report)
 app.add_typer(data_app, name="data")
 
 

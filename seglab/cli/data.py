@@ -237,9 +237,10 @@ def render(
     """Write image | colour labels | overlay strips of a few items, to see that labels sit where they should.
 
     Ignored pixels are white in the label map and left unblended in the overlay; instance targets
-    are painted with their class colours, crowd regions as ignored.
+    are painted with their class colours, crowd regions as ignored. A legend below names the classes shown.
     """
     from seglab.data import build_dataset  # noqa: PLC0415 - lazy: `seglab --help` must not import torch
+    from seglab.data.colours import class_colours, with_legend
     from seglab.data.render import render_sample, target_labels
 
     data = build_dataset(dataset, split=split, root=data_root, **dataset_options(options))
@@ -251,8 +252,11 @@ def render(
     for i in indices:
         image, target = data[i]
         path = out / f"{dataset}_{split}_{i:05d}.png"
-        PILImage.fromarray(render_sample(image, target, data.palette, classes=data.classes)).save(path)
         labels, shows = target_labels(target)
         present = sorted(int(v) for v in np.unique(labels) if v != data.ignore_index)
+        strip = render_sample(image, target, data.palette, classes=data.classes)
+        colours = class_colours(data.palette, max([len(data.classes), *[v + 1 for v in present]]))
+        legend = with_legend(strip, data.classes, colours, present=present, ignored=bool((labels == data.ignore_index).any()))
+        PILImage.fromarray(legend).save(path)
         names = ", ".join(data.classes[v] if v < len(data.classes) else str(v) for v in present)
         console.print(f"{path}: {image.shape[-1]}x{image.shape[-2]}, {shows}: {names}", highlight=False, soft_wrap=True)

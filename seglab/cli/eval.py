@@ -22,6 +22,8 @@ def eval_checkpoint(
     masks: Path = typer.Option(None, help="folder of index masks paired with --images by file name (semantic)"),
     options: list[str] = typer.Option(None, "--option", "-O", help=OPTION_HELP),
     results: Path = typer.Option(Path("coco_results.json"), help="instance models: where to write the detections"),
+    save_confusion: Path = typer.Option(None, help="semantic models: write the confusion matrix to this file: .csv, "
+                                        ".json, .npy, or a heat map (.png, .svg, .pdf)"),
     data_root: Path = typer.Option(None, help="data root (default: $SEGLAB_DATA or ../shared/data)"),
     device: str = typer.Option("cpu", help="cpu, cuda, ..."),
     max_items: int = typer.Option(None, help="evaluate only the first N items"),
@@ -40,6 +42,8 @@ def eval_checkpoint(
 
     model, config = load_model(checkpoint, device=device)
     task = task_of_checkpoint(config)
+    if save_confusion is not None:
+        _check_confusion_path(save_confusion, task.name)
     data = _dataset(config, task.name, dataset=dataset, split=split, images=images, masks=masks, data_root=data_root,
                     options=dataset_options(options))
     data.transforms = preprocessing(config)  # the input normalisation it was trained with (e.g. LCN), or None
@@ -54,7 +58,26 @@ def eval_checkpoint(
         results.parent.mkdir(parents=True, exist_ok=True)
         results.write_text(json.dumps(metrics.pop("results")))
         err_console.print(f"detections (COCO results format): {results}", highlight=False)
+    if save_confusion is not None:
+        from seglab.report.confusion import save_confusion as write_confusion  # noqa: PLC0415
+
+        classes = list(config.get("classes") or data.classes)
+        written = write_confusion(save_confusion, metrics["confusion"], classes)
+        err_console.print(f"confusion matrix (rows: ground truth, columns: prediction): {written}", highlight=False)
     _RENDER[task.name](metrics, config, data, fmt, len(subset))
+
+
+def _check_confusion_path(path: Path, task: str) -> None:
+    """Refuse a bad --save-confusion before evaluating (minutes), not after."""
+    from seglab.report.confusion import FORMATS  # noqa: PLC0415
+
+    if task != "semantic":
+        raise ConfigError(f"--save-confusion applies to semantic models; this checkpoint is a {task} model")
+    if path.suffix.lower() not in FORMATS:
+        raise ConfigError(f"--save-confusion {str(path)!r}: unknown suffix {path.suffix or '(none)'!r}; use one of "
+                          + ", ".join(FORMATS))
+    if path.is_dir():
+        raise ConfigError(f"--save-confusion {str(path)!r} is a folder; pass a file name such as confusion.png")
 
 
 def _dataset(config: dict[str, Any], task: str, *, dataset: str | None, split: str, images: Path | None,

@@ -8,7 +8,6 @@ Used by ``seglab data render`` (look at a dataset before training on it) and by 
 from __future__ import annotations
 
 import colorsys
-import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,7 +20,8 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
 from seglab.boxes.ops import masks_to_boxes
-from seglab.data.base import IGNORE_INDEX, default_palette
+from seglab.data.base import IGNORE_INDEX
+from seglab.data.colours import GOLDEN_RATIO_CONJUGATE, IGNORE_COLOUR, class_colours, label_font
 
 __all__ = [
     "colourize",
@@ -35,8 +35,6 @@ __all__ = [
     "target_labels",
 ]
 
-IGNORE_COLOUR = (255, 255, 255)  # ignored pixels are white in colour label maps
-GOLDEN_RATIO_CONJUGATE = 0.618033988749895  # successive hues a golden-ratio turn apart never cluster
 
 
 def overlay(image: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -85,15 +83,13 @@ def render_sample(image: torch.Tensor, target: Any, palette: Any, *, classes: Se
     Args:
         image: uint8 [3, H, W] (as datasets yield it).
         target: any dataset target (see ``target_labels``).
-        palette: the dataset's colours, a list of (r, g, b); classes beyond it get VOC colours.
+        palette: the dataset's colours, a list of (r, g, b), made distinct by ``class_colours``.
         classes: the dataset's class names (index = class id) for instance labels; ids are shown
             for classes beyond it.
     """
     labels, _ = target_labels(target)
-    colours = np.asarray(list(palette), dtype=np.uint8).reshape(-1, 3)
     needed = int(labels[labels != IGNORE_INDEX].max(initial=0)) + 1
-    if len(colours) < needed:
-        colours = np.asarray(default_palette(needed), dtype=np.uint8)
+    colours = class_colours(list(palette), max(needed, len(list(palette))))
     rgb = image.permute(1, 2, 0).numpy()
     colour = colourize(labels, colours)
     if isinstance(target, Mapping) and "masks" in target and "semantic" not in target:
@@ -192,7 +188,7 @@ def draw_instances(
         out[instance_outline(mask, width=line)] = colour
     canvas = PILImage.fromarray(out.round().astype(np.uint8))
     draw = ImageDraw.Draw(canvas)
-    font = _label_font(int(np.clip(min(h, w) / 32, 10, 24)))
+    font = label_font(int(np.clip(min(h, w) / 32, 10, 24)))
     mask_boxes = masks_to_boxes(torch.from_numpy(masks)).numpy() if boxes is None else None
     for i, (label, colour) in enumerate(zip(labels, colours)):
         box = mask_boxes[i] if boxes is None else boxes[i]
@@ -295,15 +291,6 @@ def _rgb_array(image: np.ndarray | torch.Tensor | PILImage.Image) -> np.ndarray:
 def _numpy_map(values: np.ndarray | torch.Tensor) -> np.ndarray:
     array = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
     return array.astype(np.int64)
-
-
-@functools.lru_cache(maxsize=8)
-def _label_font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """Pillow's bundled font (offline); Pillow < 10.1 has only the fixed-size bitmap one."""
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:
-        return ImageFont.load_default()
 
 
 def _pixel_box(box: np.ndarray, h: int, w: int) -> tuple[int, int, int, int]:

@@ -38,7 +38,8 @@ def evaluate(
     input_size: tuple[int, int] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict:
-    """mIoU, pixel accuracy, per-class IoU... of ``model`` over ``loader`` (see ConfusionMatrix.compute).
+    """mIoU, pixel accuracy, per-class IoU... of ``model`` over ``loader`` (see ConfusionMatrix.compute), and
+    ``confusion``: the [C, C] pixel counts as nested lists (row = ground-truth class, column = predicted).
 
     The model is put in eval mode and restored to its previous mode afterwards.
     """
@@ -52,7 +53,8 @@ def evaluate(
             progress(images.shape[0])
     confusion.all_reduce()
     model.train(was_training)
-    return confusion.compute()
+    # the matrix itself too (rows: ground truth, columns: prediction), for `eval --save-confusion` and reports
+    return {**confusion.compute(), "confusion": confusion.matrix.cpu().tolist()}
 
 
 @torch.no_grad()

@@ -10,6 +10,7 @@ import json
 import math
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from seglab.engine.checkpoint import (
 )
 from seglab.engine.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
 from seglab.engine.logging import TENSORBOARD_MISSING, MetricsLogger
+from seglab.engine.machine import describe_machine
 from seglab.engine.optim import build_optimizer, build_scheduler, resolve_schedule
 from seglab.engine.progress import progress_bar
 from seglab.engine.sampling import ResumableSampler, SeededTransforms
@@ -44,6 +46,8 @@ from seglab.errors import ConfigError, DataError, Interrupted, TrainingError
 from seglab.formatting import json_safe
 from seglab.recipes import Recipe, model_kwargs
 from seglab.registry import create_model
+
+RUN_FILE = "run.json"  # each training session: when, how long, how many images/s, on what machine
 
 
 @dataclass
@@ -163,6 +167,7 @@ def train(
     torch.manual_seed(recipe.train.seed)  # the same initial weights on every rank
     run = _build(recipe, task, info)
     step, best = _restore(run, out_dir) if resume else (0, -1.0)
+    first_step, started = step, datetime.now(timezone.utc)
     total = run.steps if max_steps is None else min(max_steps, run.steps)
     logger = MetricsLogger(out_dir, enabled=info.is_main, append=resume)
     if info.is_main and not logger.tensorboard:
@@ -184,6 +189,8 @@ def train(
     if info.is_main:
         save_weights(run.model, out_dir / "final", {**_weights_config(recipe, run.dataset, run.model), "step": step,
                                                     "metrics": _recorded(metrics)})
+        _record_session(out_dir, info, recipe, started=started, seconds=time.perf_counter() - start_time,
+                        steps=(first_step, step))
     logger.close()
     barrier()
     shutdown_distributed()
@@ -364,6 +371,23 @@ def _weights_config(recipe: Recipe, dataset: Any, model: nn.Module) -> dict[str,
         "input_size": list(recipe.data.resize) if recipe.data.resize else None,
         "recipe": recipe.model_dump(mode="json"),
     }
+
+
+def _record_session(out_dir: Path, info: DistInfo, recipe: Recipe, *, started: datetime, seconds: float,
+                    steps: tuple[int, int]) -> None:
+    """Append this session (time, steps, images/s) and the machine to ``run.json``, for ``seglab report``."""
+    path = out_dir / RUN_FILE
+    try:
+        record = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        record = {}  # an unreadable record of earlier sessions must not fail a finished run
+    images = (steps[1] - steps[0]) * recipe.data.batch_size * info.world_size
+    session = {"started": started.isoformat(timespec="seconds"),
+               "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seconds": round(seconds, 2),
+               "steps": list(steps), "images_per_s": round(images / seconds, 3) if seconds > 0 else None,
+               "device": str(info.device), "processes": info.world_size, "machine": describe_machine(info.device)}
+    record["sessions"] = [*record.get("sessions", []), session]
+    path.write_text(json.dumps(json_safe(record), indent=2))
 
 
 def _run_identity(recipe: Recipe, dataset: Any) -> dict[str, Any]:

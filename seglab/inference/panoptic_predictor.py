@@ -13,12 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image as PILImage
 from torch import Tensor, nn
 
 from seglab.engine.device import resolve_device
 from seglab.data import list_images, read_image
-from seglab.data.base import default_palette
+from seglab.data.base import IGNORE_INDEX
+from seglab.data.colours import class_colours, with_legend
 from seglab.data.panoptic_format import PanopticWriter
 from seglab.data.render import draw_panoptic
 from seglab.engine.checkpoint import load_model
@@ -32,7 +35,7 @@ class PredictedPanoptic:
     """Where the panoptic map of one input image was written."""
 
     image: Path
-    overlay: Path  # the image with stuff and outlined thing instances drawn over it
+    overlay: Path  # the image with stuff and outlined thing instances drawn over it, a class legend below
     panoptic: Path  # its COCO panoptic PNG (segment ids as RGB)
     segments: Path  # the panoptic.json shared by all images of the call
     instances: int  # thing instances found
@@ -92,7 +95,8 @@ class PanopticPredictor:
         ``category_ids`` of the class (COCO's ids), else the class id + 1.
         """
         out_dir = Path(out_dir)
-        palette = [tuple(c) for c in self.config.get("palette") or []] or default_palette(len(self.classes))
+        colours = class_colours(self.config.get("palette"), len(self.classes))  # distinct, never the void white
+        palette = [tuple(int(v) for v in c) for c in colours]
         category_ids = self.config.get("category_ids") or list(range(1, len(self.classes) + 1))  # COCO ids start at 1
         written = []
         writer = PanopticWriter(out_dir, classes=self.classes, thing_classes=self.thing_classes,
@@ -103,7 +107,9 @@ class PanopticPredictor:
             overlay = draw_panoptic(image.permute(1, 2, 0).numpy(), prediction.semantic, prediction.instance_ids,
                                     palette=palette, thing_classes=self.thing_classes)
             overlay_path = out_dir / f"{path.stem}_overlay.png"
-            overlay.save(overlay_path)
+            present = np.unique(prediction.semantic.numpy())
+            PILImage.fromarray(with_legend(np.asarray(overlay), self.classes, colours,
+                                           present=present[present != IGNORE_INDEX])).save(overlay_path)
             writer.add(index, path.stem, prediction.semantic, prediction.instance_ids)
             written.append(PredictedPanoptic(path, overlay_path, writer.png_dir / f"{path.stem}.png",
                                              out_dir / "panoptic.json", int(prediction.instance_ids.max())))

@@ -83,9 +83,15 @@ def test_predict_writes_index_pngs_and_overlays(trained: Path, tmp_path: Path) -
     Image.fromarray(np.full((30, 41, 3), 90, np.uint8)).save(tmp_path / "a.png")
     result = runner.invoke(app, ["predict", str(trained / "final"), str(tmp_path / "a.png"), "--out", str(tmp_path / "p")])
     assert result.exit_code == 0, result.output
-    labels = np.asarray(Image.open(tmp_path / "p" / "a.png"))
+    label_png = Image.open(tmp_path / "p" / "a.png")
+    assert label_png.mode == "P"  # a viewer shows class colours; the values stay class ids
+    labels = np.asarray(label_png)
     assert labels.shape == (30, 41) and labels.max() < 4
-    assert np.asarray(Image.open(tmp_path / "p" / "a_overlay.png")).shape == (30, 41, 3)
+    colours = np.asarray(label_png.convert("RGB"))
+    config = json.loads((trained / "final" / "config.json").read_text())
+    assert tuple(colours[0, 0]) == tuple(config["palette"][labels[0, 0]])
+    overlay = np.asarray(Image.open(tmp_path / "p" / "a_overlay.png"))
+    assert overlay.shape[1:] == (41, 3) and overlay.shape[0] > 30  # the image, then a legend strip below it
 
 
 def test_models_lists_params() -> None:

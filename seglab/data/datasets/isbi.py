@@ -32,7 +32,7 @@ class ISBI2012EM(SegmentationDataset):
     name = "isbi2012_em"
     folder = "isbi2012_em"
     classes = ("cell", "membrane")
-    palette = [(255, 255, 255), (0, 0, 0)]  # as in the label PNGs: cells white, membranes black
+    palette = [(64, 160, 255), (0, 0, 0)]  # cells blue (white is the ignore colour), membranes black as in the PNGs
     label_map = {0: 1, 255: 0}  # png 0 = membrane -> 1, png 255 = cell -> 0 (isbi2012_em/SOURCE.md)
     splits = tuple(SPLITS)
 

@@ -55,7 +55,7 @@ class ISBICellTracking(SegmentationDataset):
     name = "isbi_cell_tracking"
     splits = tuple(SPLITS)
     classes = ("background", "cell")
-    palette = [(0, 0, 0), (255, 255, 255)]
+    palette = [(0, 0, 0), (64, 160, 255)]  # cells blue: white is the ignore colour
     label_map = _BINARY_LABEL_MAP
 
     def __init__(
