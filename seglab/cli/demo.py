@@ -21,7 +21,8 @@ def demo(
     steps: int = typer.Option(None, help="training steps (default: the recipe's)"),
     device: str = typer.Option(None, help="cpu, cuda (default: cuda when available)"),
 ) -> None:
-    """Train a small model on synthetic shapes, evaluate it and write overlays of a few validation images."""
+    """Train a small model on synthetic shapes, evaluate it, write overlays of a few validation images and the
+    run's HTML report (OUT/report.html)."""
     from seglab.engine.train import train as run_training  # noqa: PLC0415 - lazy: `seglab --help` must not import torch
     from seglab.inference.instance_predictor import InstancePredictor
     from seglab.inference.panoptic_predictor import PanopticPredictor
@@ -53,9 +54,14 @@ def demo(
                     fmt=OutputFormat.table)
         predictor = InstancePredictor(out / "final", device="cpu")
         written = [w.overlay for w in predictor.predict_files(samples, out / "overlays")]
+    from seglab.report import write_report  # noqa: PLC0415
+
+    report = write_report(out, samples=4)
     console.print(f"trained {result.steps} steps in {result.seconds:.0f} s")
     console.print(f"{result.summary} on {recipe.data.dataset}/{recipe.data.val_split}")
     console.print(f"overlays: {out / 'overlays'} (e.g. {written[0]})")
+    console.print(f"report:   {report} (curves, per-class scores, samples, timings; open it in a browser)",
+                  soft_wrap=True)
     console.print(f"weights:  {out / 'final'}   next: seglab eval {out / 'final'}")
 
 

@@ -55,7 +55,8 @@ def _curves(page: Page, run: RunRecord) -> None:
         steps = [r["step"] for r in run.train]
         terms = [k for k in run.train[-1] if k not in ("step", "lr") and k != "loss"]
         series = {"loss (total)": (steps, [r.get("loss", float("nan")) for r in run.train])}
-        series |= {k: (steps, [r.get(k, float("nan")) for r in run.train]) for k in terms}
+        if len(terms) > 1:  # one term is the total itself: one line is enough
+            series |= {k: (steps, [r.get(k, float("nan")) for r in run.train]) for k in terms}
         page.chart(line_chart(series, title="training loss", ylabel="loss", log_y=True), "training loss curves")
         if any("lr" in r for r in run.train):
             page.chart(line_chart({"lr": (steps, [r.get("lr", float("nan")) for r in run.train])},
