@@ -1,0 +1,175 @@
+"""Inference fast paths: channels_last, bf16/fp16 autocast where the hardware has it, batch-norm folding,
+and torch.compile as an option (issue 16 part 1).
+
+``resolve_precision("auto", device)`` picks bfloat16 autocast on CUDA and on CPUs with AVX512-BF16 or
+AMX (read from the CPU flags at run time, ``seglab.engine.machine``), fp32 elsewhere, and says why.
+``fast_model`` wraps a semantic model for prediction: a copy with every convolution that feeds a batch
+norm folded into it (checked against the original on one input, undone if the outputs differ), in
+channels_last memory layout, run under autocast, logits returned as float32. The original model is
+left as it was (training, export and ``seglab.save`` keep using it).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from seglab.engine.machine import describe_machine
+from seglab.errors import ConfigError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # native bfloat16 dot products; without them bf16 is emulated (slower)
+
+
+@dataclass
+class FastPaths:
+    """Which fast paths a model runs with, and why others were skipped (one phrase each)."""
+
+    precision: str = "fp32"
+    channels_last: bool = False
+    folded_bn: int = 0
+    compiled: bool = False
+    skipped: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        parts = [self.precision, "channels_last" if self.channels_last else "contiguous"]
+        parts += [f"{self.folded_bn} batch norms folded"] if self.folded_bn else []
+        parts += ["torch.compile"] if self.compiled else []
+        return ", ".join(parts) + (f" (skipped: {'; '.join(self.skipped)})" if self.skipped else "")
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> tuple[str, str | None]:
+    """(``fp32`` | ``bf16`` | ``fp16``, why auto chose fp32 or None) for ``precision`` on ``device``.
+
+    Raises:
+        ConfigError: an unknown precision, or fp16 on a CPU (no fast fp16 kernels there).
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    device = torch.device(device)
+    if precision == "fp16" and device.type == "cpu":
+        raise ConfigError("--precision fp16 is for GPUs; on a CPU use bf16 (fast with AVX512-BF16 or AMX) or fp32")
+    if precision != "auto":
+        return precision, None
+    if device.type == "cuda":
+        return ("bf16", None) if torch.cuda.is_bf16_supported() else ("fp16", None)
+    if device.type != "cpu":
+        return "fp32", f"bf16 autocast not chosen on {device.type}"
+    flags = describe_machine()["cpu_flags"]
+    if any(f in flags for f in BF16_CPU_FLAGS):
+        return "bf16", None
+    return "fp32", "bf16: this CPU has neither AVX512-BF16 nor AMX"
+
+
+class FastModel(nn.Module):
+    """A semantic model run with fast paths: input in channels_last, forward under autocast, float32 logits."""
+
+    def __init__(self, model: nn.Module, *, device: torch.device, paths: FastPaths) -> None:
+        super().__init__()
+        self.model, self.device, self.paths = model, device, paths
+        self.dtype = _DTYPES[paths.precision]
+
+    def forward(self, images: Tensor) -> Any:
+        if self.paths.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        context = (torch.autocast(self.device.type, dtype=self.dtype) if self.dtype is not None else nullcontext())
+        with context:
+            output = self.model(images)
+        return dataclasses.replace(output, logits=output.logits.float().contiguous())
+
+
+def fast_model(model: nn.Module, *, device: torch.device | str, precision: str = "auto", channels_last: bool = True,
+               fold_bn: bool = True, compile: bool = False, example: Tensor | None = None) -> FastModel:  # noqa: A002
+    """``model`` (a semantic seglab model, eval mode) wrapped with the fast paths asked for and available.
+
+    Args:
+        example: one input [1, 3, H, W] to check the folded copy against the original (default 1x3x128x128).
+    """
+    device = torch.device(device)
+    chosen, why = resolve_precision(precision, device)
+    paths = FastPaths(precision=chosen, skipped=[why] if why else [])
+    model = model.eval()
+    if fold_bn:
+        model, paths.folded_bn, note = fold_batchnorm(model, example=example, device=device)
+        paths.skipped += [note] if note else []
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        paths.channels_last = True
+    if compile:
+        model = torch.compile(model)
+        paths.compiled = True
+    return FastModel(model, device=device, paths=paths)
+
+
+@torch.no_grad()
+def fold_batchnorm(model: nn.Module, *, example: Tensor | None = None,
+                   device: torch.device | str = "cpu") -> tuple[nn.Module, int, str | None]:
+    """A copy of ``model`` with each Conv2d -> BatchNorm2d pair (found by running ``example``) fused into one
+    convolution, the batch norm replaced by Identity. Returns (model, pairs folded, why nothing was folded).
+
+    A pair is folded only when the batch norm's input is the convolution's output and both run once; the
+    copy's output is compared with the original's, and the original is returned if they differ.
+    """
+    example = torch.rand(1, 3, 128, 128, device=device) if example is None else example.to(device)
+    pairs = _conv_bn_pairs(model, example)
+    if not pairs:
+        return model, 0, None
+    folded = copy.deepcopy(model)
+    for conv_name, bn_name in pairs:
+        conv, bn = folded.get_submodule(conv_name), folded.get_submodule(bn_name)
+        _set_submodule(folded, conv_name, fuse_conv_bn_eval(conv, bn))
+        _set_submodule(folded, bn_name, nn.Identity())
+    expected, got = model(example).logits, folded(example).logits
+    scale = float(expected.abs().max()) or 1.0
+    if not torch.allclose(got, expected, rtol=1e-3, atol=1e-4 * scale):
+        return model, 0, "batch-norm folding changed the outputs of this model, so it was not folded"
+    return folded, len(pairs), None
+
+
+def _conv_bn_pairs(model: nn.Module, example: Tensor) -> list[tuple[str, str]]:
+    """(conv name, bn name) of the BatchNorm2d layers whose input is a Conv2d's output, each run once."""
+    produced: dict[int, str] = {}  # id of a conv's output tensor -> conv name
+    alive: list[Tensor] = []  # conv outputs kept referenced while tracing, so no later tensor reuses their id
+    calls: dict[str, int] = {}
+    pairs: list[tuple[str, str]] = []
+    hooks = []
+
+    def after_conv(name: str):  # noqa: ANN202
+        def hook(_module: nn.Module, _inputs: Any, output: Tensor) -> None:
+            calls[name] = calls.get(name, 0) + 1
+            produced[id(output)] = name
+            alive.append(output)
+        return hook
+
+    def before_bn(name: str):  # noqa: ANN202
+        def hook(_module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
+            calls[name] = calls.get(name, 0) + 1
+            if inputs and id(inputs[0]) in produced:
+                pairs.append((produced[id(inputs[0])], name))
+        return hook
+
+    for name, module in model.named_modules():
+        if type(module) is nn.Conv2d:
+            hooks.append(module.register_forward_hook(after_conv(name)))
+        elif type(module) is nn.BatchNorm2d and module.track_running_stats:
+            hooks.append(module.register_forward_pre_hook(before_bn(name)))
+    try:
+        model(example)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    alive.clear()
+    return [(c, b) for c, b in pairs if calls.get(c) == 1 and calls.get(b) == 1]
+
+
+def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, child, module)
