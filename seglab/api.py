@@ -22,6 +22,8 @@ from seglab.formatting import json_safe
 
 __all__ = ["Predictor", "load", "save"]
 
+SEMANTIC_OPTIONS = {"tile", "overlap", "scale", "tta", "tta_scales", "batch_size"}  # seglab.inference.predictor
+
 
 
 def load(path: str | Path, *, device: str = "cpu") -> nn.Module:
@@ -79,7 +81,11 @@ def Predictor(model_or_path: nn.Module | str | Path, *, device: str = "cpu", **o
 
     ``.predict(image)`` takes a file path, a PIL image, an [H, W, 3] uint8 array or a [3, H, W] tensor
     and applies exactly the preprocessing of ``seglab predict`` (the checkpoint's input size and
-    normalisation). ``options`` go to the instance predictor (``score_threshold``, ``top``).
+    normalisation). ``options`` go to the semantic predictor (``tile``, ``overlap``, ``scale``, ``tta``,
+    ``tta_scales``, ``batch_size``: sliding windows and TTA) or the instance predictor (``score_threshold``, ``top``).
+
+    Raises:
+        ConfigError: a sliding-window or TTA option for an instance or panoptic model.
     """
     from seglab.engine.tasks import task_of_checkpoint  # noqa: PLC0415
     from seglab.inference.instance_predictor import InstancePredictor  # noqa: PLC0415
@@ -91,6 +97,10 @@ def Predictor(model_or_path: nn.Module | str | Path, *, device: str = "cpu", **o
     if not config:
         raise ConfigError(f"seglab.Predictor: this {type(model).__name__} was not built by seglab.create_model or "
                           "seglab.load; pass a checkpoint folder or such a model")
-    kind = {"instance": InstancePredictor, "panoptic": PanopticPredictor}.get(task_of_checkpoint(config).name,
-                                                                            SemanticPredictor)
+    task = task_of_checkpoint(config).name
+    semantic_only = sorted(set(options) & SEMANTIC_OPTIONS)
+    if semantic_only and task != "semantic":
+        raise ConfigError(f"seglab.Predictor: {', '.join(semantic_only)} (sliding windows, TTA) apply to semantic "
+                          f"models; this is a {task} model")
+    kind = {"instance": InstancePredictor, "panoptic": PanopticPredictor}.get(task, SemanticPredictor)
     return kind.from_model(model, config, device=device, **options)

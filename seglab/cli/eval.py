@@ -10,6 +10,7 @@ import typer
 
 from seglab.cli.common import OutputFormat, console, err_console, json_safe, render_rows
 from seglab.cli.data import OPTION_HELP, dataset_options
+from seglab.cli.tiling import OVERLAP_HELP, SCALE_HELP, TILE_HELP, TTA_HELP, TTA_SCALES_HELP, semantic_inference
 from seglab.engine.progress import progress_bar
 from seglab.errors import ConfigError
 
@@ -29,6 +30,11 @@ def eval_checkpoint(
     max_items: int = typer.Option(None, help="evaluate only the first N items"),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table, json or csv"),
     quiet: bool = typer.Option(False, help="no progress bar"),
+    tile: int = typer.Option(None, help=TILE_HELP),
+    overlap: float = typer.Option(None, help=OVERLAP_HELP),
+    scale: float = typer.Option(None, help=SCALE_HELP),
+    tta: bool = typer.Option(False, "--tta", help=TTA_HELP),
+    tta_scales: str = typer.Option(None, help=TTA_SCALES_HELP),
 ) -> None:
     """Evaluate a checkpoint: mIoU and per-class IoU (semantic), COCO box and mask AP (instance), or panoptic
     quality PQ / SQ / RQ for all classes, things and stuff, and per class (panoptic)."""
@@ -39,9 +45,13 @@ def eval_checkpoint(
     from seglab.engine.device import resolve_device
     from seglab.engine.tasks import task_of_checkpoint
     from seglab.inference.predictor import preprocessing
+    from seglab.inference.sliding_window import check_tile_fits
 
     model, config = load_model(checkpoint, device=device)
     task = task_of_checkpoint(config)
+    inference = semantic_inference(task.name, tile=tile, overlap=overlap, scale=scale, tta=tta, tta_scales=tta_scales)
+    check_tile_fits(inference, model, name=config["model"])
+    tiling = {} if inference is None else {"inference": inference}  # default: exactly the path training evaluates
     if save_confusion is not None:
         _check_confusion_path(save_confusion, task.name)
     data = _dataset(config, task.name, dataset=dataset, split=split, images=images, masks=masks, data_root=data_root,
@@ -53,7 +63,7 @@ def eval_checkpoint(
     with progress_bar(console, enabled=not quiet and fmt is OutputFormat.table) as bar:
         progress_task = bar.add_task(f"eval {len(subset)} images", total=len(subset))
         metrics = task.evaluate(model, loader, dataset=data, device=resolve_device(device), input_size=input_size,
-                                progress=lambda n: bar.advance(progress_task, n), keep_results=True)
+                                progress=lambda n: bar.advance(progress_task, n), keep_results=True, **tiling)
     if "results" in metrics:
         results.parent.mkdir(parents=True, exist_ok=True)
         results.write_text(json.dumps(metrics.pop("results")))

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from seglab.cli.common import console
+from seglab.cli.tiling import OVERLAP_HELP, SCALE_HELP, TILE_HELP, TTA_HELP, TTA_SCALES_HELP, semantic_inference
 from seglab.errors import ConfigError
 
 
@@ -19,8 +20,14 @@ def predict(
     score_threshold: float = typer.Option(None, help="instance models: lowest score drawn (results keep all); "
                                           "default 0.5, and 0 for proposal models"),
     top: int = typer.Option(None, help="instance models: draw at most this many, best first (proposal models: 10)"),
+    tile: int = typer.Option(None, help=TILE_HELP),
+    overlap: float = typer.Option(None, help=OVERLAP_HELP),
+    scale: float = typer.Option(None, help=SCALE_HELP),
+    tta: bool = typer.Option(False, "--tta", help=TTA_HELP),
+    tta_scales: str = typer.Option(None, help=TTA_SCALES_HELP),
 ) -> None:
-    """Semantic: <name>.png (pixel value = class id) and <name>_overlay.png per image. Instance:
+    """Semantic: <name>.png (pixel value = class id) and <name>_overlay.png per image; an image over 67 Mpixel
+    (or a .npy array) with --tile: <name>.tif written by bands, no overlay. Instance:
     <name>_overlay.png (each instance outlined in its colour, box, class and score) and results.json.
     Panoptic: <name>_overlay.png (stuff coloured, thing instances shaded and outlined) and the COCO
     panoptic format (panoptic/<name>.png + panoptic.json)."""
@@ -33,6 +40,7 @@ def predict(
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} is a file; pass a folder to write the predictions into")
     task = task_of_checkpoint(read_config(checkpoint)).name
+    semantic_inference(task, tile=tile, overlap=overlap, scale=scale, tta=tta, tta_scales=tta_scales)  # checks the flags
     if task == "panoptic":
         panoptic = PanopticPredictor(checkpoint, device=device).predict_files(source, out)
         console.print(f"wrote {len(panoptic)} overlays, {sum(w.instances for w in panoptic)} thing instances and the "
@@ -45,5 +53,16 @@ def predict(
         console.print(f"wrote {len(written)} overlays and {count} detections ({written[0].results.name}) to {out}"
                       if written else f"no images found in {source}")
         return
-    written = Predictor(checkpoint, device=device).predict_files(source, out)
-    console.print(f"wrote {len(written)} label maps and overlays to {out}")
+    predictor = Predictor(checkpoint, device=device, tile=tile, overlap=overlap, scale=scale, tta=tta,
+                          tta_scales=tta_scales)
+    if source.suffix.lower() == ".npy" and source.is_file():  # an array file: read by region, by bands
+        written = [predictor.predict_large_file(source, out)]
+    else:
+        written = predictor.predict_files(source, out)
+    large = [w for w in written if w.overlay is None]
+    if large:
+        names = ", ".join(w.labels.name for w in large)
+        console.print(f"{len(large)} large image(s) predicted by bands: label maps {names} (palette TIFF, pixel "
+                      "value = class id); no overlay drawn at that size", highlight=False)
+    overlays = "overlays" if not large else f"{len(written) - len(large)} overlays"
+    console.print(f"wrote {len(written)} label maps and {overlays} to {out}")

@@ -8,12 +8,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from seglab.inference.sliding_window import InferenceOptions, predict_log_probs
 from seglab.layers.upsample import resize_input, resize_to
 from seglab.metrics.confusion import ConfusionMatrix
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, images: Tensor, *, input_size: tuple[int, int] | None = None) -> Tensor:
+def predict_logits(model: nn.Module, images: Tensor, *, input_size: tuple[int, int] | None = None,
+                   inference: InferenceOptions | None = None) -> Tensor:
     """Logits [N, C, H, W] at the resolution of ``images``.
 
     Args:
@@ -21,7 +23,11 @@ def predict_logits(model: nn.Module, images: Tensor, *, input_size: tuple[int, i
         input_size: when set (reduced-resolution recipes), the model sees images resized to this
             (H, W) as in training (``resize_input``: antialiased) and its logits are resized back, so
             metrics are computed on the original labels. The exported ONNX graph does the same.
+        inference: sliding windows and/or TTA (``seglab eval --tile/--tta``); the logits are then the log
+            of the blended probabilities (``sliding_window.predict_log_probs``). None: the path above.
     """
+    if inference is not None:
+        return predict_log_probs(model, images, options=inference, input_size=input_size)
     size = images.shape[-2:]
     if input_size is not None:
         images = resize_input(images, input_size)
@@ -37,18 +43,20 @@ def evaluate(
     device: torch.device,
     input_size: tuple[int, int] | None = None,
     progress: Callable[[int], None] | None = None,
+    inference: InferenceOptions | None = None,
 ) -> dict:
     """mIoU, pixel accuracy, per-class IoU... of ``model`` over ``loader`` (see ConfusionMatrix.compute), and
     ``confusion``: the [C, C] pixel counts as nested lists (row = ground-truth class, column = predicted).
 
-    The model is put in eval mode and restored to its previous mode afterwards.
+    ``inference``: tiles and/or TTA, as in ``predict_logits``. The model is put in eval mode and restored
+    to its previous mode afterwards.
     """
     was_training = model.training
     model.eval()
     confusion = ConfusionMatrix(num_classes, device=device)
     for images, targets in loader:
         images, targets = images.to(device), targets.to(device)
-        confusion.update(predict_logits(model, images, input_size=input_size), targets)
+        confusion.update(predict_logits(model, images, input_size=input_size, inference=inference), targets)
         if progress is not None:
             progress(images.shape[0])
     confusion.all_reduce()

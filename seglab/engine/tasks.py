@@ -58,11 +58,12 @@ class SemanticTask(_Task):
 
     def evaluate(self, model: nn.Module, loader: Iterable[Any], *, dataset: Any, device: torch.device,
                  input_size: tuple[int, int] | None = None, progress: Progress = None,
-                 keep_results: bool = False) -> dict[str, Any]:
+                 keep_results: bool = False, inference: Any = None) -> dict[str, Any]:
+        """Confusion-matrix metrics; ``inference``: tiles and/or TTA (``sliding_window.InferenceOptions``)."""
         from seglab.engine.evaluate import evaluate
 
         return evaluate(model, loader, num_classes=dataset.num_classes, device=device, input_size=input_size,
-                        progress=progress)
+                        progress=progress, inference=inference)
 
     def summary(self, metrics: dict[str, Any]) -> str:
         return f"val mIoU {metrics['miou']:.4f}, pixel acc {metrics['pixel_acc']:.4f}"

@@ -16,11 +16,13 @@ from torchvision.transforms import v2
 
 from seglab.engine.device import resolve_device
 from seglab.data import eval_transforms, list_images, read_image
-from seglab.data.base import default_palette
+from seglab.data.colours import class_colours, with_legend, write_label_png
 from seglab.data.render import overlay
 from seglab.engine.checkpoint import load_model
 from seglab.engine.evaluate import predict_logits
-from seglab.errors import InputError
+from seglab.errors import ConfigError, InputError
+from seglab.inference.large_image import LARGE_IMAGE_PIXELS, image_size, is_large_image, predict_large_image
+from seglab.inference.sliding_window import check_tile_fits, inference_options, predict_labels
 
 
 @dataclass
@@ -28,8 +30,9 @@ class PredictedFile:
     """Where the prediction of one input image was written."""
 
     image: Path
-    labels: Path  # single-channel PNG, pixel value = class id
-    overlay: Path  # the image blended with the class colours
+    labels: Path  # palette-mode PNG: pixel value = class id, shown in the class colours
+    overlay: Path | None  # the image blended with the class colours, a legend of the classes present below;
+    # None for a large image (is_large_image), whose labels are a TIFF written by bands
 
 
 def preprocessing(config: dict[str, Any]) -> Any:
@@ -88,46 +91,100 @@ class Predictor:
     Args:
         checkpoint: a directory written by `seglab train` (model.safetensors + config.json).
         device: "cpu", "cuda", ...
+        tile: sliding-window inference with windows of this many model pixels (``--tile``); None (default)
+            feeds the whole image at the checkpoint's input size. See ``seglab.inference.sliding_window``.
+        overlap: fraction of a window shared with its neighbour, in [0, 1) (``--overlap``; default 0.25).
+        scale: model pixels per image pixel inside windows (``--scale``; default 1.0, the image's own
+            pixels; e.g. 0.5 for a model trained on images halved).
+        tta: flip and multi-scale test-time augmentation (``--tta``), as mmseg: ratios ``tta_scales``
+            (default 0.5 ... 1.75; giving them turns ``tta`` on).
+        batch_size: windows per forward pass.
     """
 
-    def __init__(self, checkpoint: str | Path, *, device: str = "cpu") -> None:
+    def __init__(self, checkpoint: str | Path, *, device: str = "cpu", tile: int | tuple[int, int] | None = None,
+                 overlap: float | None = None, scale: float | None = None, tta: bool = False,
+                 tta_scales: tuple[float, ...] | str | None = None, batch_size: int = 4) -> None:
         model, config = load_model(checkpoint, device=device)
-        self._setup(model, config, device=device)
+        self._setup(model, config, device=device, inference=inference_options(
+            tile=tile, overlap=overlap, scale=scale, tta=tta, tta_scales=tta_scales, batch_size=batch_size))
 
     @classmethod
-    def from_model(cls, model: nn.Module, config: dict[str, Any], *, device: str = "cpu") -> Predictor:
+    def from_model(cls, model: nn.Module, config: dict[str, Any], *, device: str = "cpu",
+                   tile: int | tuple[int, int] | None = None, overlap: float | None = None, scale: float | None = None,
+                   tta: bool = False, tta_scales: tuple[float, ...] | str | None = None,
+                   batch_size: int = 4) -> Predictor:
         """A predictor around a built model; ``config`` as in a checkpoint's config.json (classes, input_size...)."""
         predictor = cls.__new__(cls)
-        predictor._setup(model, config, device=device)
+        predictor._setup(model, config, device=device, inference=inference_options(
+            tile=tile, overlap=overlap, scale=scale, tta=tta, tta_scales=tta_scales, batch_size=batch_size))
         return predictor
 
-    def _setup(self, model: nn.Module, config: dict[str, Any], *, device: str) -> None:
+    def _setup(self, model: nn.Module, config: dict[str, Any], *, device: str, inference: Any = None) -> None:
         self.device = resolve_device(device)
         self.model, self.config = model.to(self.device).eval(), config
         self.input_size = tuple(self.config["input_size"]) if self.config.get("input_size") else None
         self.preprocess = preprocessing(self.config)
-        palette = self.config.get("palette") or default_palette(self.config["num_classes"])
-        self.palette = np.array(palette, dtype=np.uint8)
+        self.palette = class_colours(self.config.get("palette"), self.config["num_classes"])
+        check_tile_fits(inference, self.model, name=str(self.config.get("model", type(model).__name__)))
+        self.inference = inference  # InferenceOptions (tiles, TTA), or None: the whole image as trained
 
     @torch.no_grad()
     def predict(self, image: Tensor | np.ndarray | PILImage.Image | str | Path) -> Tensor:
         """Class ids [H, W] int64 for one image: a file, a PIL image, an [H, W, 3] array or a [3, H, W] tensor."""
         x = prepare_image(as_image(image), self.preprocess)
+        if self.inference is not None:  # tiles and/or TTA (seglab.inference.sliding_window)
+            return predict_labels(self.model, x.to(self.device), options=self.inference,
+                                  input_size=self.input_size).cpu()
         logits = predict_logits(self.model, x[None].to(self.device), input_size=self.input_size)
         return logits.argmax(1)[0].cpu()
 
+    def predict_large_file(self, path: str | Path, out_dir: str | Path) -> PredictedFile:
+        """Segment a large image file (TIFF, ``.npy``, ...: ``is_large_image``) by bands of tiles, in bounded
+        memory, and write ``<stem>.tif``: a palette TIFF whose pixel values are class ids. No overlay.
+
+        Raises:
+            ConfigError: no ``tile`` was given (a large image is only read by tiles).
+            InputError: the file cannot be read by region (names it and how to convert it).
+        """
+        path, out_dir = Path(path), Path(out_dir)
+        if self.inference is None or self.inference.tile is None:
+            size = image_size(path)
+            what = f"{size[1]} x {size[0]} pixels" if size else "too large to decode whole"
+            raise ConfigError(f"{str(path)!r} is {what} (images over {LARGE_IMAGE_PIXELS // 10**6} Mpixel and .npy "
+                              "arrays are read by bands): predict it by tiles, e.g. --tile 512 (Python: tile=512)")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        label_path = out_dir / f"{path.stem}.tif"
+
+        def prepare(rows: np.ndarray) -> Tensor:  # [h, W, 3] uint8 -> [3, h, W] as the model takes it
+            band = torch.from_numpy(rows).permute(2, 0, 1)
+            if self.preprocess is None:  # bytes: iter_band_probs divides by 255 per window (memory)
+                return band.to(self.device)
+            return prepare_image(band, self.preprocess).to(self.device)
+
+        predict_large_image(self.model, path, label_path, options=self.inference, prepare=prepare,
+                            palette=self.palette)
+        return PredictedFile(path, label_path, None)
+
     def predict_files(self, source: str | Path, out_dir: str | Path, *, alpha: float = 0.5) -> list[PredictedFile]:
-        """Segment an image file or every image in a folder; write ``<stem>.png`` and ``<stem>_overlay.png``."""
+        """Segment an image file or every image in a folder; write ``<stem>.png`` and ``<stem>_overlay.png``.
+
+        ``<stem>.png`` is a palette-mode PNG whose pixel values are class ids (``np.array(Image.open(p))``
+        returns them) and which a viewer shows in the class colours; the overlay has a legend strip below.
+        """
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         written = []
         for path in list_images(source):
+            if is_large_image(path):  # read and written by bands: <stem>.tif, no overlay
+                written.append(self.predict_large_file(path, out_dir))
+                continue
             image = read_image(path)
             labels = self.predict(image).numpy().astype(np.uint8)
             label_path = out_dir / f"{path.stem}.png"
             overlay_path = out_dir / f"{path.stem}_overlay.png"
-            PILImage.fromarray(labels, mode="L").save(label_path)
-            PILImage.fromarray(overlay(image.permute(1, 2, 0).numpy(), labels, self.palette, alpha)).save(overlay_path)
+            write_label_png(labels, label_path, self.palette)
+            blended = overlay(image.permute(1, 2, 0).numpy(), labels, self.palette, alpha)
+            PILImage.fromarray(with_legend(blended, self.classes, self.palette, present=np.unique(labels))).save(overlay_path)
             written.append(PredictedFile(path, label_path, overlay_path))
         return written
 

@@ -1,0 +1,37 @@
+"""The sliding-window and TTA flags that `seglab predict` and `seglab eval` share (semantic models).
+
+No torch at import: `seglab --help` stays light; the options are built inside the commands.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from seglab.errors import ConfigError
+
+TILE_HELP = ("semantic models: sliding-window inference, tiles of this many pixels (of the image x --scale) "
+             "blended over --overlap; large images (TIFF, .npy) are read and written by bands")
+OVERLAP_HELP = "fraction of a tile shared with its neighbour, in [0, 1) (default 0.25; with --tile)"
+SCALE_HELP = ("model pixels per image pixel inside tiles (default 1.0; e.g. 0.5 for a checkpoint trained on "
+              "images halved; with --tile)")
+TTA_HELP = "semantic models: test-time augmentation: mean of probabilities over horizontal flip x --tta-scales"
+TTA_SCALES_HELP = "TTA ratios of the input size, comma-separated (default 0.5,0.75,1,1.25,1.5,1.75; implies --tta)"
+
+
+def semantic_inference(task: str, *, tile: int | None, overlap: float | None, scale: float | None, tta: bool,
+                       tta_scales: str | None) -> Any:
+    """The ``InferenceOptions`` of the flags, or None when none is given (the whole image, as trained).
+
+    Raises:
+        ConfigError: a flag on a non-semantic checkpoint, or out of range (one line naming it).
+    """
+    given = [flag for flag, value in (("--tile", tile), ("--overlap", overlap), ("--scale", scale),
+                                      ("--tta", tta or None), ("--tta-scales", tta_scales)) if value is not None]
+    if not given:
+        return None
+    if task != "semantic":
+        raise ConfigError(f"{', '.join(given)}: sliding-window inference and TTA apply to semantic models; this "
+                          f"checkpoint is a {task} model")
+    from seglab.inference.sliding_window import inference_options  # noqa: PLC0415 - lazy: imports torch
+
+    return inference_options(tile=tile, overlap=overlap, scale=scale, tta=tta, tta_scales=tta_scales)
