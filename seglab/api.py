@@ -22,7 +22,8 @@ from seglab.formatting import json_safe
 
 __all__ = ["Predictor", "load", "save"]
 
-SEMANTIC_OPTIONS = {"tile", "overlap", "scale", "tta", "tta_scales", "batch_size"}  # seglab.inference.predictor
+# seglab.inference.predictor.Predictor options: sliding windows, TTA and the fast paths (semantic models only)
+SEMANTIC_OPTIONS = {"tile", "overlap", "scale", "tta", "tta_scales", "batch_size", "precision", "compile", "fast"}
 
 
 
@@ -82,7 +83,8 @@ def Predictor(model_or_path: nn.Module | str | Path, *, device: str = "cpu", **o
     ``.predict(image)`` takes a file path, a PIL image, an [H, W, 3] uint8 array or a [3, H, W] tensor
     and applies exactly the preprocessing of ``seglab predict`` (the checkpoint's input size and
     normalisation). ``options`` go to the semantic predictor (``tile``, ``overlap``, ``scale``, ``tta``,
-    ``tta_scales``, ``batch_size``: sliding windows and TTA) or the instance predictor (``score_threshold``, ``top``).
+    ``tta_scales``, ``batch_size``: sliding windows and TTA; ``precision``, ``compile``, ``fast``: the fast
+    paths) or the instance predictor (``score_threshold``, ``top``).
 
     Raises:
         ConfigError: a sliding-window or TTA option for an instance or panoptic model.
@@ -100,7 +102,7 @@ def Predictor(model_or_path: nn.Module | str | Path, *, device: str = "cpu", **o
     task = task_of_checkpoint(config).name
     semantic_only = sorted(set(options) & SEMANTIC_OPTIONS)
     if semantic_only and task != "semantic":
-        raise ConfigError(f"seglab.Predictor: {', '.join(semantic_only)} (sliding windows, TTA) apply to semantic "
-                          f"models; this is a {task} model")
+        raise ConfigError(f"seglab.Predictor: {', '.join(semantic_only)} (sliding windows, TTA, fast paths) apply to "
+                          f"semantic models; this is a {task} model")
     kind = {"instance": InstancePredictor, "panoptic": PanopticPredictor}.get(task, SemanticPredictor)
     return kind.from_model(model, config, device=device, **options)

@@ -6,7 +6,9 @@ one row:
 - ``params_M`` and ``gflops``: the paper configuration (default builder arguments), 21 classes,
   one 360x480 image, counted on the meta device (``seglab.models.cost``);
 - ``latency_s``: the median eval-mode forward of that configuration on one random 360x480 image
-  (batch 1) on the CPU with the given number of threads, after one warm-up run;
+  (batch 1) on the CPU with the given number of threads, after one warm-up run; semantic models run
+  with the inference fast paths of ``seglab predict`` (``precision``: ``auto`` by default, see
+  ``seglab.inference.fast``), instance and panoptic models in fp32 as built;
 - ``miou`` / ``pixel_acc`` on CamVid val after training the model's CPU variant
   (``<model>_camvid_cpu`` recipe) under the one budget those recipes share
   (``recipes/_camvid_cpu_budget.yaml``), with ``cpu_params_M`` the variant's size and ``train_s``
@@ -33,6 +35,7 @@ from typing import Any
 import torch
 
 from seglab.formatting import json_safe
+from seglab.inference.fast import fast_model
 from seglab.models.cost import COST_SIZE, model_cost
 from seglab.recipes import load_recipe, model_kwargs, recipes_for
 from seglab.registry import create_model, list_models, model_spec
@@ -84,8 +87,9 @@ def cpu_recipe_for(model: str) -> str | None:
 
 
 def measure_latency(model: str, *, size: tuple[int, int] = COST_SIZE, repeats: int = 3,
-                    num_classes: int = COST_CLASSES) -> float:
-    """Median seconds of one eval forward of ``model`` (default arguments) on one ``size`` image.
+                    num_classes: int = COST_CLASSES, precision: str = "auto") -> float:
+    """Median seconds of one eval forward of ``model`` (default arguments) on one ``size`` image; a semantic
+    model through ``fast_model`` (``precision``; ``"off"``: the model as built, fp32 contiguous).
 
     A second stage built without a proposer (SDS, MultiPath: ``proposer`` None) is timed on its fixed
     load, ``cost_forward`` (SDS 2000 regions, MultiPath 400 proposals; the proposer not included).
@@ -94,6 +98,8 @@ def measure_latency(model: str, *, size: tuple[int, int] = COST_SIZE, repeats: i
     net = create_model(model, num_classes=num_classes).eval()
     forward = net.cost_forward if getattr(net, "proposer", True) is None else net
     images = torch.rand(1, 3, *size)
+    if model_spec(model).task == "semantic" and precision != "off":
+        forward = fast_model(net, device="cpu", precision=precision, example=images)
     times = []
     with torch.no_grad():
         for i in range(repeats + 1):
@@ -164,6 +170,7 @@ def run_bench(
     progress: bool = True,
     on_row: Callable[[BenchRow], None] | None = None,
     task: str = "semantic",
+    precision: str = "auto",
 ) -> list[BenchRow]:
     """Measure ``models`` (default: every model of ``task``) and return one row each.
 
@@ -173,13 +180,14 @@ def run_bench(
         overrides: ``key=value`` recipe overrides applied to every training run (e.g. a shorter
             ``schedule.steps`` for a smoke run); they become part of the cached record.
         on_row: called with each row as soon as it is complete (progress output).
+        precision: the inference fast paths of semantic models' latency (``measure_latency``).
     """
     rows = []
     for name in list(models) if models is not None else list_models(task=task):
         params, gflops = model_cost(name, num_classes=COST_CLASSES)
         row = BenchRow(model=name, params_M=params / 1e6, gflops=gflops)
         if latency:
-            row.latency_s = measure_latency(name, repeats=repeats)
+            row.latency_s = measure_latency(name, repeats=repeats, precision=precision)
         row.cpu_recipe = cpu_recipe_for(name)
         if row.cpu_recipe is not None:
             recipe = load_recipe(row.cpu_recipe, overrides=overrides)

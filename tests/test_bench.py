@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 import seglab.engine.train
 from seglab.bench import cpu_recipe_for, measure_latency, run_bench
 from seglab.cli.app import app
+from seglab.errors import ConfigError
 
 # A 2-step run on the synthetic data: the bench machinery without CamVid's cost.
 SMOKE = ["data.dataset=synthetic", "data.batch_size=2", "schedule.steps=2", "data.kwargs={num_images: 4}"]
@@ -24,6 +25,10 @@ def test_every_semantic_model_has_its_cpu_recipe() -> None:
 
 def test_latency_is_a_positive_median() -> None:
     assert 0 < measure_latency("fc_densenet56", size=(32, 32), repeats=1) < 60
+    for precision in ("fp32", "off"):  # the fast paths of seglab predict, or the model as built
+        assert 0 < measure_latency("fc_densenet56", size=(32, 32), repeats=1, precision=precision) < 60
+    with pytest.raises(ConfigError, match="use one of"):
+        measure_latency("fc_densenet56", size=(32, 32), repeats=1, precision="half")
 
 
 def test_train_rows_are_cached_by_recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

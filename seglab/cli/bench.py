@@ -22,6 +22,8 @@ def bench(
     force: bool = typer.Option(False, help="retrain even when a result for the same recipe exists"),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table, json, csv or markdown"),
     quiet: bool = typer.Option(False, help="no per-model progress lines or bars"),
+    precision: str = typer.Option("auto", help="semantic latency: the fast paths of seglab predict at auto, fp32 "
+                                  "or bf16; off: the model as built (eager fp32, contiguous)"),
 ) -> None:
     """Compare the models of a task on one table; with --train, semantic models train under one shared
     CPU budget on CamVid, instance and panoptic models their *_synthetic_cpu recipe (400 steps of 4).
@@ -33,9 +35,11 @@ def bench(
     import torch  # noqa: PLC0415 - lazy: `seglab --help` must not import torch
 
     from seglab.bench import BUDGET_RECIPE, BenchRow, rows_as_dicts, run_bench
+    from seglab.inference.fast import describe_precision
     from seglab.models.cost import COST_SIZE
 
     torch.set_num_threads(threads)
+    runs_with = describe_precision(precision, task)  # refuses a bad --precision before any model is timed
     sizes = f"{COST_SIZE[0]}x{COST_SIZE[1]}"
 
     def report(row: BenchRow) -> None:
@@ -54,10 +58,10 @@ def bench(
 
     rows = run_bench(models or None, latency=latency, train=train, out_dir=out, overrides=list(overrides or []),
                      repeats=repeats, force=force, console=err_console, progress=not quiet, on_row=report,
-                     task=task)
+                     task=task, precision=precision)
     records = rows_as_dicts(rows)
     title = (f"seglab bench: 21 classes, GFLOPs and latency at {sizes}, batch 1, {threads} threads, "
-             f"torch {torch.__version__}")
+             f"torch {torch.__version__}, {runs_with}")
     if train:
         title += (f"; CamVid val after the {BUDGET_RECIPE} budget" if task == "semantic"
                   else "; synthetic val after each *_synthetic_cpu recipe")

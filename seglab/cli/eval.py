@@ -10,7 +10,8 @@ import typer
 
 from seglab.cli.common import OutputFormat, console, err_console, json_safe, render_rows
 from seglab.cli.data import OPTION_HELP, dataset_options
-from seglab.cli.tiling import OVERLAP_HELP, SCALE_HELP, TILE_HELP, TTA_HELP, TTA_SCALES_HELP, semantic_inference
+from seglab.cli.tiling import (COMPILE_HELP, FAST_HELP, OVERLAP_HELP, PRECISION_HELP, SCALE_HELP, TILE_HELP, TTA_HELP,
+                               TTA_SCALES_HELP, check_fast_flags, semantic_inference)
 from seglab.engine.progress import progress_bar
 from seglab.errors import ConfigError
 
@@ -35,6 +36,9 @@ def eval_checkpoint(
     scale: float = typer.Option(None, help=SCALE_HELP),
     tta: bool = typer.Option(False, "--tta", help=TTA_HELP),
     tta_scales: str = typer.Option(None, help=TTA_SCALES_HELP),
+    precision: str = typer.Option("auto", help=PRECISION_HELP),
+    compile_model: bool = typer.Option(False, "--compile", help=COMPILE_HELP),
+    fast: bool = typer.Option(True, "--fast/--no-fast", help=FAST_HELP),
 ) -> None:
     """Evaluate a checkpoint: mIoU and per-class IoU (semantic), COCO box and mask AP (instance), or panoptic
     quality PQ / SQ / RQ for all classes, things and stuff, and per class (panoptic)."""
@@ -44,6 +48,7 @@ def eval_checkpoint(
     from seglab.engine.checkpoint import load_model
     from seglab.engine.device import resolve_device
     from seglab.engine.tasks import task_of_checkpoint
+    from seglab.inference.fast import fast_runner
     from seglab.inference.predictor import preprocessing
     from seglab.inference.sliding_window import check_tile_fits
 
@@ -52,6 +57,12 @@ def eval_checkpoint(
     inference = semantic_inference(task.name, tile=tile, overlap=overlap, scale=scale, tta=tta, tta_scales=tta_scales)
     check_tile_fits(inference, model, name=config["model"])
     tiling = {} if inference is None else {"inference": inference}  # default: exactly the path training evaluates
+    check_fast_flags(task.name, precision=precision, compile=compile_model, fast=fast)
+    if task.name == "semantic":  # instance and panoptic models run in fp32 as loaded
+        model, paths = fast_runner(model, config, device=resolve_device(device), precision=precision,
+                                   compile=compile_model, enabled=fast)
+        if fmt is OutputFormat.table:
+            err_console.print(f"runs with: {paths.describe()}", highlight=False, markup=False)
     if save_confusion is not None:
         _check_confusion_path(save_confusion, task.name)
     data = _dataset(config, task.name, dataset=dataset, split=split, images=images, masks=masks, data_root=data_root,

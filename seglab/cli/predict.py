@@ -7,8 +7,9 @@ from pathlib import Path
 
 import typer
 
-from seglab.cli.common import console
-from seglab.cli.tiling import OVERLAP_HELP, SCALE_HELP, TILE_HELP, TTA_HELP, TTA_SCALES_HELP, semantic_inference
+from seglab.cli.common import console, err_console
+from seglab.cli.tiling import (COMPILE_HELP, FAST_HELP, OVERLAP_HELP, PRECISION_HELP, SCALE_HELP, TILE_HELP, TTA_HELP,
+                               TTA_SCALES_HELP, check_fast_flags, semantic_inference)
 from seglab.errors import ConfigError
 
 
@@ -25,6 +26,9 @@ def predict(
     scale: float = typer.Option(None, help=SCALE_HELP),
     tta: bool = typer.Option(False, "--tta", help=TTA_HELP),
     tta_scales: str = typer.Option(None, help=TTA_SCALES_HELP),
+    precision: str = typer.Option("auto", help=PRECISION_HELP),
+    compile_model: bool = typer.Option(False, "--compile", help=COMPILE_HELP),
+    fast: bool = typer.Option(True, "--fast/--no-fast", help=FAST_HELP),
 ) -> None:
     """Semantic: <name>.png (pixel value = class id) and <name>_overlay.png per image; an image over 67 Mpixel
     (or a .npy array) with --tile: <name>.tif written by bands, no overlay. Instance:
@@ -41,6 +45,7 @@ def predict(
         raise ConfigError(f"--out {str(out)!r} is a file; pass a folder to write the predictions into")
     task = task_of_checkpoint(read_config(checkpoint)).name
     semantic_inference(task, tile=tile, overlap=overlap, scale=scale, tta=tta, tta_scales=tta_scales)  # checks the flags
+    check_fast_flags(task, precision=precision, compile=compile_model, fast=fast)
     if task == "panoptic":
         panoptic = PanopticPredictor(checkpoint, device=device).predict_files(source, out)
         console.print(f"wrote {len(panoptic)} overlays, {sum(w.instances for w in panoptic)} thing instances and the "
@@ -54,7 +59,8 @@ def predict(
                       if written else f"no images found in {source}")
         return
     predictor = Predictor(checkpoint, device=device, tile=tile, overlap=overlap, scale=scale, tta=tta,
-                          tta_scales=tta_scales)
+                          tta_scales=tta_scales, precision=precision, compile=compile_model, fast=fast)
+    err_console.print(f"runs with: {predictor.fast_paths.describe()}", highlight=False, markup=False)
     if source.suffix.lower() == ".npy" and source.is_file():  # an array file: read by region, by bands
         written = [predictor.predict_large_file(source, out)]
     else:

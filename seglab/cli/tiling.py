@@ -1,4 +1,4 @@
-"""The sliding-window and TTA flags that `seglab predict` and `seglab eval` share (semantic models).
+"""The sliding-window, TTA and fast-path flags that `seglab predict` and `seglab eval` share (semantic models).
 
 No torch at import: `seglab --help` stays light; the options are built inside the commands.
 """
@@ -16,6 +16,21 @@ SCALE_HELP = ("model pixels per image pixel inside tiles (default 1.0; e.g. 0.5 
               "images halved; with --tile)")
 TTA_HELP = "semantic models: test-time augmentation: mean of probabilities over horizontal flip x --tta-scales"
 TTA_SCALES_HELP = "TTA ratios of the input size, comma-separated (default 0.5,0.75,1,1.25,1.5,1.75; implies --tta)"
+
+PRECISION_HELP = ("semantic models: auto (bf16 autocast on CUDA and on CPUs with AVX512-BF16 or AMX, else fp32), "
+                  "fp32, bf16 or fp16 (GPUs)")
+COMPILE_HELP = "semantic models: run the model through torch.compile (a slow first image, faster after)"
+FAST_HELP = ("semantic models: fold batch norms, channels_last and --precision (default); --no-fast runs the "
+             "model exactly as loaded, in fp32")
+
+
+def check_fast_flags(task: str, *, precision: str, compile: bool, fast: bool) -> None:  # noqa: A002
+    """Refuse fast-path flags other than the defaults on a non-semantic checkpoint (ConfigError naming them)."""
+    given = [flag for flag, changed in (("--precision", precision != "auto"), ("--compile", compile),
+                                        ("--no-fast", not fast)) if changed]
+    if given and task != "semantic":
+        raise ConfigError(f"{', '.join(given)}: the inference fast paths apply to semantic models; this checkpoint "
+                          f"is a {task} model (it runs in fp32)")
 
 
 def semantic_inference(task: str, *, tile: int | None, overlap: float | None, scale: float | None, tta: bool,

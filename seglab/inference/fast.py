@@ -69,6 +69,20 @@ def resolve_precision(precision: str, device: torch.device | str) -> tuple[str, 
     return "fp32", "bf16: this CPU has neither AVX512-BF16 nor AMX"
 
 
+def describe_precision(precision: str, task: str = "semantic") -> str:
+    """How ``seglab bench`` runs a task's models at ``precision`` (auto, fp32, bf16, or off), for its title.
+
+    Raises:
+        ConfigError: an unknown precision (before any model is timed).
+    """
+    if task != "semantic":
+        return "fp32 eager"
+    if precision == "off":
+        return "fp32 eager (fast paths off)"
+    chosen, why = resolve_precision(precision, "cpu")
+    return f"{chosen}, channels_last, batch norms folded" + (f" ({why})" if why else "")
+
+
 class FastModel(nn.Module):
     """A semantic model run with fast paths: input in channels_last, forward under autocast, float32 logits."""
 
@@ -107,6 +121,23 @@ def fast_model(model: nn.Module, *, device: torch.device | str, precision: str =
         model = torch.compile(model)
         paths.compiled = True
     return FastModel(model, device=device, paths=paths)
+
+
+def fast_runner(model: nn.Module, config: dict[str, Any], *, device: torch.device | str, precision: str = "auto",
+                compile: bool = False, enabled: bool = True) -> tuple[nn.Module, FastPaths]:  # noqa: A002
+    """(the module to run, its ``FastPaths``) for a checkpoint's semantic ``model``: ``fast_model`` checked on
+    one input of the checkpoint's ``input_size`` (else 128 px, rounded up to the model's input multiple),
+    or, with ``enabled`` False, the model itself in fp32 as loaded (``seglab predict --no-fast``)."""
+    if not enabled:
+        resolve_precision(precision, device)  # still refuse a bad --precision
+        return model, FastPaths(precision="fp32", skipped=["fast paths turned off (--no-fast)"])
+    multiple = max(int(getattr(model, "input_multiple", 1)), 1)
+    side = max(128, int(getattr(model, "min_size", 1)))
+    height, width = config.get("input_size") or (side, side)
+    height, width = (-(-int(v) // multiple) * multiple for v in (height, width))
+    example = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0))
+    runner = fast_model(model, device=device, precision=precision, compile=compile, example=example)
+    return runner, runner.paths
 
 
 @torch.no_grad()

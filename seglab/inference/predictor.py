@@ -21,6 +21,7 @@ from seglab.data.render import overlay
 from seglab.engine.checkpoint import load_model
 from seglab.engine.evaluate import predict_logits
 from seglab.errors import ConfigError, InputError
+from seglab.inference.fast import fast_runner
 from seglab.inference.large_image import LARGE_IMAGE_PIXELS, image_size, is_large_image, predict_large_image
 from seglab.inference.sliding_window import check_tile_fits, inference_options, predict_labels
 
@@ -99,43 +100,49 @@ class Predictor:
         tta: flip and multi-scale test-time augmentation (``--tta``), as mmseg: ratios ``tta_scales``
             (default 0.5 ... 1.75; giving them turns ``tta`` on).
         batch_size: windows per forward pass.
+        precision: ``auto`` (default: bf16 autocast on CUDA and on CPUs with AVX512-BF16 or AMX, fp32
+            elsewhere), ``fp32``, ``bf16`` or ``fp16`` (GPUs); see ``seglab.inference.fast``.
+        compile: run the model through ``torch.compile`` (slow first call, faster after).
+        fast: False runs the model exactly as loaded (no batch-norm folding, no channels_last, fp32).
+
+    ``fast_paths`` says what the predictor runs with (``fast_paths.describe()``).
     """
 
-    def __init__(self, checkpoint: str | Path, *, device: str = "cpu", tile: int | tuple[int, int] | None = None,
-                 overlap: float | None = None, scale: float | None = None, tta: bool = False,
-                 tta_scales: tuple[float, ...] | str | None = None, batch_size: int = 4) -> None:
+    def __init__(self, checkpoint: str | Path, *, device: str = "cpu", **options: Any) -> None:
         model, config = load_model(checkpoint, device=device)
-        self._setup(model, config, device=device, inference=inference_options(
-            tile=tile, overlap=overlap, scale=scale, tta=tta, tta_scales=tta_scales, batch_size=batch_size))
+        self._setup(model, config, device=device, **options)
 
     @classmethod
-    def from_model(cls, model: nn.Module, config: dict[str, Any], *, device: str = "cpu",
-                   tile: int | tuple[int, int] | None = None, overlap: float | None = None, scale: float | None = None,
-                   tta: bool = False, tta_scales: tuple[float, ...] | str | None = None,
-                   batch_size: int = 4) -> Predictor:
-        """A predictor around a built model; ``config`` as in a checkpoint's config.json (classes, input_size...)."""
+    def from_model(cls, model: nn.Module, config: dict[str, Any], *, device: str = "cpu", **options: Any) -> Predictor:
+        """A predictor around a built model; ``config`` as in a checkpoint's config.json (classes, input_size...);
+        ``options`` as for ``Predictor``."""
         predictor = cls.__new__(cls)
-        predictor._setup(model, config, device=device, inference=inference_options(
-            tile=tile, overlap=overlap, scale=scale, tta=tta, tta_scales=tta_scales, batch_size=batch_size))
+        predictor._setup(model, config, device=device, **options)
         return predictor
 
-    def _setup(self, model: nn.Module, config: dict[str, Any], *, device: str, inference: Any = None) -> None:
+    def _setup(self, model: nn.Module, config: dict[str, Any], *, device: str,
+               tile: int | tuple[int, int] | None = None, overlap: float | None = None, scale: float | None = None,
+               tta: bool = False, tta_scales: tuple[float, ...] | str | None = None, batch_size: int = 4,
+               precision: str = "auto", compile: bool = False, fast: bool = True) -> None:  # noqa: A002
         self.device = resolve_device(device)
         self.model, self.config = model.to(self.device).eval(), config
         self.input_size = tuple(self.config["input_size"]) if self.config.get("input_size") else None
         self.preprocess = preprocessing(self.config)
         self.palette = class_colours(self.config.get("palette"), self.config["num_classes"])
-        check_tile_fits(inference, self.model, name=str(self.config.get("model", type(model).__name__)))
-        self.inference = inference  # InferenceOptions (tiles, TTA), or None: the whole image as trained
+        self.inference = inference_options(tile=tile, overlap=overlap, scale=scale, tta=tta, tta_scales=tta_scales,
+                                           batch_size=batch_size)  # tiles, TTA; None: the whole image as trained
+        check_tile_fits(self.inference, self.model, name=str(self.config.get("model", type(model).__name__)))
+        self.runner, self.fast_paths = fast_runner(self.model, self.config, device=self.device, precision=precision,
+                                                   compile=compile, enabled=fast)
 
     @torch.no_grad()
     def predict(self, image: Tensor | np.ndarray | PILImage.Image | str | Path) -> Tensor:
         """Class ids [H, W] int64 for one image: a file, a PIL image, an [H, W, 3] array or a [3, H, W] tensor."""
         x = prepare_image(as_image(image), self.preprocess)
         if self.inference is not None:  # tiles and/or TTA (seglab.inference.sliding_window)
-            return predict_labels(self.model, x.to(self.device), options=self.inference,
+            return predict_labels(self.runner, x.to(self.device), options=self.inference,
                                   input_size=self.input_size).cpu()
-        logits = predict_logits(self.model, x[None].to(self.device), input_size=self.input_size)
+        logits = predict_logits(self.runner, x[None].to(self.device), input_size=self.input_size)
         return logits.argmax(1)[0].cpu()
 
     def predict_large_file(self, path: str | Path, out_dir: str | Path) -> PredictedFile:
@@ -161,7 +168,7 @@ class Predictor:
                 return band.to(self.device)
             return prepare_image(band, self.preprocess).to(self.device)
 
-        predict_large_image(self.model, path, label_path, options=self.inference, prepare=prepare,
+        predict_large_image(self.runner, path, label_path, options=self.inference, prepare=prepare,
                             palette=self.palette)
         return PredictedFile(path, label_path, None)
 

@@ -118,3 +118,49 @@ def test_bf16_keeps_the_labels_and_the_miou_of_a_trained_checkpoint(trained_unet
             total += images.shape[0] * images.shape[2] * images.shape[3]
     assert agree / total >= 0.995
 
+
+
+@pytest.fixture(scope="module")
+def saved_unet(tmp_path_factory: pytest.TempPathFactory) -> object:
+    torch.manual_seed(0)
+    model = seglab.create_model("unet", num_classes=3, base_channels=4, batch_norm=True).eval()
+    _randomise_batch_norms(model)
+    return seglab.save(model, tmp_path_factory.mktemp("fast") / "unet", input_size=(64, 96))
+
+
+def test_predictor_runs_the_fast_paths_by_default_and_the_model_as_loaded_with_fast_off(
+        saved_unet: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    _flags(monkeypatch, ["avx2"])  # a CPU without bf16: auto is fp32, so labels must match exactly
+    image = (torch.rand(3, 50, 70) * 255).to(torch.uint8)
+    default = seglab.Predictor(saved_unet)
+    assert default.fast_paths.channels_last and default.fast_paths.folded_bn > 0
+    assert default.fast_paths.precision == "fp32" and "neither AVX512-BF16 nor AMX" in default.fast_paths.describe()
+    plain = seglab.Predictor(saved_unet, fast=False)
+    assert plain.runner is plain.model and plain.fast_paths.describe().startswith("fp32, contiguous")
+    assert torch.equal(default.predict(image), plain.predict(image))
+    bf16 = seglab.Predictor(saved_unet, precision="bf16")
+    assert bf16.fast_paths.precision == "bf16"
+    assert (bf16.predict(image) == plain.predict(image)).float().mean() > 0.95  # random weights: close, not equal
+
+
+def test_fast_path_flags_are_checked(saved_unet: object, tmp_path: object) -> None:
+    from PIL import Image
+
+    from seglab.cli.app import run
+
+    with pytest.raises(ConfigError, match="use one of auto, fp32, bf16, fp16"):
+        seglab.Predictor(saved_unet, precision="half")
+    with pytest.raises(ConfigError, match="use one of"):
+        seglab.Predictor(saved_unet, precision="half", fast=False)
+    Image.new("RGB", (40, 30), (90, 120, 30)).save(tmp_path / "a.png")
+    assert run(["predict", str(saved_unet), str(tmp_path / "a.png"), "--out", str(tmp_path / "p"),
+                "--precision", "fp32", "--no-fast"]) == 0
+    assert (tmp_path / "p" / "a.png").exists()
+    assert run(["predict", str(saved_unet), str(tmp_path / "a.png"), "--out", str(tmp_path / "q"),
+                "--precision", "fp16"]) == 2  # fp16 on a CPU: a one-line error, exit code 2
+    small = seglab.model_spec("mask_rcnn_resnet50_fpn").test_kwargs
+    mask_rcnn = seglab.save(seglab.create_model("mask_rcnn_resnet50_fpn", num_classes=3, **small), tmp_path / "mrcnn")
+    with pytest.raises(ConfigError, match="apply to semantic models"):
+        seglab.Predictor(mask_rcnn, precision="bf16")
+    assert run(["predict", str(mask_rcnn), str(tmp_path / "a.png"), "--out", str(tmp_path / "r"),
+                "--precision", "bf16"]) == 2

@@ -104,8 +104,11 @@ class DeepLabV1(SegmenterBase):
         prediction = super().forward(images, targets)
         if self.crf is None or self.training or targets is not None:
             return prediction
-        # Sec. 3.2: the CRF refines the upsampled scores with the image's RGB colours (0..255).
-        return SemanticPrediction(logits=self.crf(prediction.logits, images * 255), aux=prediction.aux)
+        # Sec. 3.2: the CRF refines the upsampled scores with the image's RGB colours (0..255). It runs in
+        # float32 even under bf16 autocast (seglab.inference.fast): its kernel sums need the precision.
+        with torch.autocast(images.device.type, enabled=False):
+            refined = self.crf(prediction.logits.float(), images.float() * 255)
+        return SemanticPrediction(logits=refined, aux=prediction.aux)
 
     def load_vgg_classifier(self, state_dict: dict[str, Tensor]) -> None:
         """Decimate torchvision VGG fc6/fc7 (``classifier.0`` / ``classifier.3``) into fc6/fc7.
