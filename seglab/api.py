@@ -103,6 +103,6 @@ def Predictor(model_or_path: nn.Module | str | Path, *, device: str = "cpu", **o
     semantic_only = sorted(set(options) & SEMANTIC_OPTIONS)
     if semantic_only and task != "semantic":
         raise ConfigError(f"seglab.Predictor: {', '.join(semantic_only)} (sliding windows, TTA, fast paths) apply to "
-                          f"semantic models; this is a {task} model")
+                          f"semantic models; this is {'an' if task[0] in 'aeiou' else 'a'} {task} model")
     kind = {"instance": InstancePredictor, "panoptic": PanopticPredictor}.get(task, SemanticPredictor)
     return kind.from_model(model, config, device=device, **options)

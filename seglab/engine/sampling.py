@@ -69,6 +69,7 @@ class SeededTransforms(Dataset):
         self.transforms = transforms
         self.seed = seed
         self.epoch = 0
+        self.note = ""  # how samples are read, for the start-of-run line (e.g. "decoded once and cached")
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]

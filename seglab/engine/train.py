@@ -21,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
 from seglab.data import build_dataset
+from seglab.data.cache import DecodedCache, cache_decision
 from seglab.data.patches import PatchSampler
 from seglab.engine.checkpoint import (
     STATE_FILE,
@@ -44,6 +45,7 @@ from seglab.engine.sampling import ResumableSampler, SeededTransforms
 from seglab.engine.tasks import dataset_kwargs, task_of
 from seglab.errors import ConfigError, DataError, Interrupted, TrainingError
 from seglab.formatting import json_safe
+from seglab.inference.fast import AUTOCAST_DTYPES, fast_runner, resolve_precision
 from seglab.recipes import Recipe, model_kwargs
 from seglab.registry import create_model
 
@@ -77,7 +79,8 @@ class _Run:
     optimizer: Any
     scheduler: Any
     scaler: Any
-    amp: bool
+    precision: str  # fp32, bf16 or fp16: the autocast of forward passes (train.precision resolved)
+    channels_last: bool  # semantic models and their inputs in NHWC
     steps: int  # the schedule's length in iterations
 
     @property
@@ -99,7 +102,19 @@ def build_train_loader(
                         f"{problem}; `seglab data check` lists them all")
     if d.patches is not None:  # DeepMask's training patches (sec. 3.1), cut from the images by a wrapper
         dataset = PatchSampler(dataset, **d.patches.model_dump())
-    seeded = SeededTransforms(dataset, task.train_transforms(d), seed=recipe.train.seed)
+    transforms = task.train_transforms(d)
+    if task.name == "semantic" and d.patches is None:  # decode (and resize) each image once: seglab.data.cache
+        cached, why = cache_decision(d.cache, dataset, d.resize, workers=d.workers)
+        if cached:
+            dataset = DecodedCache(dataset, d.resize)
+            transforms = task.train_transforms(d.model_copy(update={"resize": None}))  # resized in the cache
+            if d.workers > 0:
+                dataset.fill()  # before the workers fork, so they share one filled cache
+        cache_note = f"decoded once and cached ({why})" if cached else f"decoded every epoch ({why})"
+    else:
+        cache_note = "decoded every epoch (data.cache applies to semantic data without patches)"
+    seeded = SeededTransforms(dataset, transforms, seed=recipe.train.seed)
+    seeded.note = cache_note
     if len(seeded) < d.batch_size * info.world_size:
         raise ConfigError(
             f"data.batch_size={d.batch_size} x {info.world_size} process(es) exceeds the "
@@ -180,6 +195,8 @@ def train(
             + (f", resuming at step {step}" if resume else ""),
             soft_wrap=True,  # one line in logs, however narrow the terminal
         )
+        console.print(f"  {_fast_paths_line(run)}; images {run.seeded.note}", soft_wrap=True, highlight=False,
+                      markup=False)
     try:
         with progress_bar(console, enabled=progress and info.is_main) as bar:
             step, metrics = _loop(run, out_dir, logger, bar, step=step, best=best, total=total)
@@ -190,7 +207,7 @@ def train(
         save_weights(run.model, out_dir / "final", {**_weights_config(recipe, run.dataset, run.model), "step": step,
                                                     "metrics": _recorded(metrics)})
         _record_session(out_dir, info, recipe, started=started, seconds=time.perf_counter() - start_time,
-                        steps=(first_step, step))
+                        steps=(first_step, step), fast_paths=f"{_fast_paths_line(run)}; images {run.seeded.note}")
     logger.close()
     barrier()
     shutdown_distributed()
@@ -208,12 +225,16 @@ def _build(recipe: Recipe, task: Any, info: DistInfo) -> _Run:
     _check_patches(recipe, model)
     optimizer = build_optimizer(recipe.optim, model)
     schedule = resolve_schedule(recipe.schedule, len(loader))  # epochs and schedule.scale -> iterations
-    amp = recipe.train.amp and info.device.type == "cuda"
+    precision, _ = resolve_precision(recipe.train.precision, info.device, field="train.precision")
+    channels_last = recipe.train.channels_last and task.name == "semantic"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     return _Run(
         recipe=recipe, task=task, info=info, loader=loader, seeded=seeded, sampler=sampler, val_loader=val_loader,
         model=model, ddp_model=DistributedDataParallel(model) if info.distributed else model, optimizer=optimizer,
-        scheduler=build_scheduler(schedule, optimizer), scaler=torch.amp.GradScaler(info.device.type, enabled=amp),
-        amp=amp, steps=schedule.steps,
+        scheduler=build_scheduler(schedule, optimizer),
+        scaler=torch.amp.GradScaler(info.device.type, enabled=precision == "fp16"),  # bf16 needs no loss scaling
+        precision=precision, channels_last=channels_last, steps=schedule.steps,
     )
 
 
@@ -275,8 +296,11 @@ def _loop(run: _Run, out_dir: Path, logger: MetricsLogger, bar: Any, *, step: in
         run.seeded.epoch = epoch
         for images, targets in run.loader:
             images, targets = run.task.to_device(images, targets, info.device)
+            if run.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
             losses = _optimizer_step(run.ddp_model, run.model, images, targets, run.optimizer, run.scheduler,
-                                     run.scaler, recipe=recipe, device=info.device, amp=run.amp, step=step)
+                                     run.scaler, recipe=recipe, device=info.device, precision=run.precision,
+                                     step=step)
             step += 1
             loss = sum(losses.values())
             bar.update(progress_task, completed=step, description=f"training loss {loss:.4f}")
@@ -286,9 +310,10 @@ def _loop(run: _Run, out_dir: Path, logger: MetricsLogger, bar: Any, *, step: in
             if run.val_loader is not None and (eval_due or step == total):
                 items = len(run.val_loader.dataset)
                 evaluating = bar.add_task(f"evaluating {items} images", total=items)
-                metrics = run.task.evaluate(run.model, run.val_loader, dataset=run.dataset, device=info.device,
-                                            input_size=recipe.data.resize,
+                metrics = run.task.evaluate(_eval_model(run), run.val_loader, dataset=run.dataset,
+                                            device=info.device, input_size=recipe.data.resize,
                                             progress=lambda n: bar.advance(evaluating, n))
+                run.ddp_model.train()
                 bar.remove_task(evaluating)
                 logger.log("val", step, _scalars(metrics))
                 if info.is_main and metrics[run.task.best_metric] > best:
@@ -302,12 +327,35 @@ def _loop(run: _Run, out_dir: Path, logger: MetricsLogger, bar: Any, *, step: in
     return step, metrics
 
 
+def _fast_paths_line(run: _Run) -> str:
+    """``precision bf16 (train.precision auto), channels_last``; with auto's reason where it chose fp32."""
+    setting = run.recipe.train.precision
+    _, why = resolve_precision(setting, run.info.device, field="train.precision")
+    chosen = f"precision {run.precision}"
+    if setting != run.precision:
+        chosen += f" (train.precision {setting}" + (f": {why})" if why else ")")
+    if run.channels_last:
+        return f"{chosen}, channels_last"
+    return f"{chosen}, contiguous" + (" (train.channels_last false)" if run.task.name == "semantic" else "")
+
+
+def _eval_model(run: _Run) -> nn.Module:
+    """What evaluates mid-run: a semantic model through the inference fast paths at the run's precision
+    (a copy with batch norms folded, as ``seglab eval`` runs it), other tasks the model itself."""
+    if run.task.name != "semantic":
+        return run.model
+    runner, _ = fast_runner(run.model, {"input_size": run.recipe.data.resize}, device=run.info.device,
+                            precision=run.precision)
+    return runner
+
+
 def _optimizer_step(
     ddp_model: nn.Module, model: nn.Module, images: Any, targets: Any, optimizer: Any,
-    scheduler: Any, scaler: Any, *, recipe: Recipe, device: torch.device, amp: bool, step: int,
+    scheduler: Any, scaler: Any, *, recipe: Recipe, device: torch.device, precision: str, step: int,
 ) -> dict[str, float]:
     """Forward under autocast, stop on a non-finite loss, backward, clip, step; returns the loss terms."""
-    with torch.autocast(device.type, enabled=amp):
+    dtype = AUTOCAST_DTYPES.get(precision)
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
         losses = ddp_model(images, targets)
     loss = sum(losses.values())
     if not torch.isfinite(loss):
@@ -374,7 +422,7 @@ def _weights_config(recipe: Recipe, dataset: Any, model: nn.Module) -> dict[str,
 
 
 def _record_session(out_dir: Path, info: DistInfo, recipe: Recipe, *, started: datetime, seconds: float,
-                    steps: tuple[int, int]) -> None:
+                    steps: tuple[int, int], fast_paths: str = "") -> None:
     """Append this session (time, steps, images/s) and the machine to ``run.json``, for ``seglab report``."""
     path = out_dir / RUN_FILE
     try:
@@ -385,7 +433,8 @@ def _record_session(out_dir: Path, info: DistInfo, recipe: Recipe, *, started: d
     session = {"started": started.isoformat(timespec="seconds"),
                "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seconds": round(seconds, 2),
                "steps": list(steps), "images_per_s": round(images / seconds, 3) if seconds > 0 else None,
-               "device": str(info.device), "processes": info.world_size, "machine": describe_machine(info.device)}
+               "device": str(info.device), "processes": info.world_size, "machine": describe_machine(info.device),
+               "fast_paths": fast_paths}
     record["sessions"] = [*record.get("sessions", []), session]
     path.write_text(json.dumps(json_safe(record), indent=2))
 

@@ -25,7 +25,7 @@ from seglab.engine.machine import describe_machine
 from seglab.errors import ConfigError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # None: no autocast
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # native bfloat16 dot products; without them bf16 is emulated (slower)
 
 
@@ -46,17 +46,19 @@ class FastPaths:
         return ", ".join(parts) + (f" (skipped: {'; '.join(self.skipped)})" if self.skipped else "")
 
 
-def resolve_precision(precision: str, device: torch.device | str) -> tuple[str, str | None]:
+def resolve_precision(precision: str, device: torch.device | str, *,
+                      field: str = "--precision") -> tuple[str, str | None]:
     """(``fp32`` | ``bf16`` | ``fp16``, why auto chose fp32 or None) for ``precision`` on ``device``.
 
     Raises:
-        ConfigError: an unknown precision, or fp16 on a CPU (no fast fp16 kernels there).
+        ConfigError: an unknown precision, or fp16 on a CPU (no fast fp16 kernels there), naming ``field``
+            (the CLI flag, or ``train.precision``).
     """
     if precision not in PRECISIONS:
-        raise ConfigError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+        raise ConfigError(f"{field} {precision!r}: use one of {', '.join(PRECISIONS)}")
     device = torch.device(device)
     if precision == "fp16" and device.type == "cpu":
-        raise ConfigError("--precision fp16 is for GPUs; on a CPU use bf16 (fast with AVX512-BF16 or AMX) or fp32")
+        raise ConfigError(f"{field} fp16 is for GPUs; on a CPU use bf16 (fast with AVX512-BF16 or AMX) or fp32")
     if precision != "auto":
         return precision, None
     if device.type == "cuda":
@@ -89,7 +91,7 @@ class FastModel(nn.Module):
     def __init__(self, model: nn.Module, *, device: torch.device, paths: FastPaths) -> None:
         super().__init__()
         self.model, self.device, self.paths = model, device, paths
-        self.dtype = _DTYPES[paths.precision]
+        self.dtype = AUTOCAST_DTYPES[paths.precision]
 
     def forward(self, images: Tensor) -> Any:
         if self.paths.channels_last:
@@ -102,7 +104,10 @@ class FastModel(nn.Module):
 
 def fast_model(model: nn.Module, *, device: torch.device | str, precision: str = "auto", channels_last: bool = True,
                fold_bn: bool = True, compile: bool = False, example: Tensor | None = None) -> FastModel:  # noqa: A002
-    """``model`` (a semantic seglab model, eval mode) wrapped with the fast paths asked for and available.
+    """``model`` (a semantic seglab model) wrapped, in eval mode, with the fast paths asked for and available.
+
+    The wrapped module is a copy when batch norms are folded or the layout changes; ``model`` itself keeps
+    its mode, weights and memory layout.
 
     Args:
         example: one input [1, 3, H, W] to check the folded copy against the original (default 1x3x128x128).
@@ -110,17 +115,22 @@ def fast_model(model: nn.Module, *, device: torch.device | str, precision: str =
     device = torch.device(device)
     chosen, why = resolve_precision(precision, device)
     paths = FastPaths(precision=chosen, skipped=[why] if why else [])
-    model = model.eval()
+    original, was_training = model, model.training
+    model.eval()
     if fold_bn:
         model, paths.folded_bn, note = fold_batchnorm(model, example=example, device=device)
         paths.skipped += [note] if note else []
     if channels_last:
+        if model is original:  # not folded: copy, so the caller's model keeps its layout
+            model = copy.deepcopy(original)
         model = model.to(memory_format=torch.channels_last)
         paths.channels_last = True
+    if model is not original:
+        original.train(was_training)  # the caller's model is left as it was (training evaluates mid-run)
     if compile:
         model = torch.compile(model)
         paths.compiled = True
-    return FastModel(model, device=device, paths=paths)
+    return FastModel(model, device=device, paths=paths).eval()
 
 
 def fast_runner(model: nn.Module, config: dict[str, Any], *, device: torch.device | str, precision: str = "auto",

@@ -52,7 +52,10 @@ class DataConfig(_Strict):
     # scale_range / crop_size / hflip chain (resize still runs first).
     augment: list[dict[str, Any]] | None = None
     batch_size: int = Field(8, ge=1)  # per process
-    workers: int = Field(0, ge=0)
+    workers: int = Field(0, ge=0)  # loader processes; 0 suits 2 cores (both compute), more on larger machines
+    # Decode (and resize to data.resize) each training image once and keep it in memory (seglab.data.cache):
+    # auto when it fits a quarter of the available memory and workers is 0; true always; false never.
+    cache: bool | Literal["auto"] = "auto"
     # Training items are DeepMask patches of the training images (evaluation keeps whole images).
     patches: PatchConfig | None = None
 
@@ -167,11 +170,22 @@ class TrainConfig(_Strict):
     """Loop settings."""
 
     seed: int = 0
-    amp: bool = False  # mixed precision where the device supports it (CUDA)
+    # Autocast precision (seglab.inference.fast.resolve_precision): auto is bf16 on CUDA and on CPUs with
+    # AVX512-BF16 or AMX, fp32 elsewhere; fp16 (GPUs) adds loss scaling. Weights stay float32.
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    channels_last: bool = True  # semantic models: NHWC activations, faster convolutions on CPU and GPU
     grad_clip: float | None = Field(None, gt=0)  # max gradient norm
     log_every: int = Field(10, ge=1)
     checkpoint_every: int = Field(100, ge=1)
     eval_every: int | None = Field(None, ge=1)  # None: evaluate once at the end
+
+    @model_validator(mode="before")
+    @classmethod
+    def _amp_was_renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "amp" in data:
+            raise ValueError("train.amp was replaced by train.precision: auto (bf16 where the hardware has it), "
+                             "fp32, bf16 or fp16; remove amp")
+        return data
 
 
 class EvalConfig(_Strict):

@@ -68,3 +68,25 @@ def test_predict_logits_without_input_size_runs_at_native_size() -> None:
     model = seglab.create_model("unet", num_classes=3, base_channels=4).eval()
     with torch.no_grad():
         assert predict_logits(model, torch.rand(1, 3, 37, 53)).shape == (1, 3, 37, 53)
+
+
+def test_a_model_trained_and_evaluated_at_a_reduced_size_sees_the_same_inputs() -> None:
+    """Issue 16 part 3: CamVid frames through the training chain of a reduced recipe (resize to data.resize,
+    no random step) and through evaluation (native frame, resized by resize_input): the same antialiased
+    kernel, so inputs differ only by training's uint8 rounding of the resized image (<= 1/255)."""
+    from seglab.data.collate import collate_semantic
+    from seglab.engine.tasks import task_of
+    from seglab.recipes import load_recipe
+
+    require_dataset("camvid")
+    recipe = load_recipe("unet_camvid_cpu", overrides=["data.scale_range=null", "data.hflip=false"])
+    task = task_of(recipe.model.name)
+    train_data = build_dataset("camvid", split="val", transforms=task.train_transforms(recipe.data))
+    eval_data = build_dataset("camvid", split="val", transforms=task.eval_transforms(recipe.data))
+    for index in (0, 50):
+        trained_on, _ = collate_semantic([train_data[index]])
+        native, labels = collate_semantic([eval_data[index]])
+        evaluated_on = resize_input(native, recipe.data.resize)
+        assert trained_on.shape == evaluated_on.shape == (1, 3, 120, 160) and labels.shape[-2:] == (360, 480)
+        difference = (trained_on - evaluated_on).abs()
+        assert difference.max() <= 1 / 255 + 1e-6 and difference.mean() < 0.6 / 255

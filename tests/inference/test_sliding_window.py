@@ -197,7 +197,7 @@ def test_tile_and_tta_apply_to_semantic_models_only(tmp_path: Path) -> None:
     assert semantic_inference("instance", tile=None, overlap=None, scale=None, tta=False, tta_scales=None) is None
     spec = seglab.model_spec("deepmask_vgg11")
     proposer = seglab.create_model("deepmask_vgg11", num_classes=2, **spec.test_kwargs)
-    with pytest.raises(ConfigError, match=r"tile \(sliding windows, TTA\) apply to semantic models; this is an? "):
+    with pytest.raises(ConfigError, match=r"tile \(sliding windows, TTA, fast paths\) apply to semantic models; this is an instance model"):
         seglab.Predictor(proposer, tile=64)
     seglab.save(proposer, tmp_path / "proposals")
     Image.fromarray(image_array(64, 64)).save(tmp_path / "a.png")
