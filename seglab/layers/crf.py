@@ -4,46 +4,51 @@ Paper: "Efficient Inference in Fully Connected CRFs with Gaussian Edge Potential
 Koltun (NIPS 2011, arXiv 1210.5644), used as DeepLab's post-processing ("Semantic Image Segmentation
 with Deep Convolutional Nets and Fully Connected CRFs", arXiv 1412.7062, sec. 3.2).
 
-Energy: unaries are the network's logits; the pairwise term between every two pixels i != j is
-Potts compatibility times
-    w1 exp(-|p_i - p_j|^2 / (2 theta_alpha^2) - |I_i - I_j|^2 / (2 theta_beta^2))   (appearance)
-  + w2 exp(-|p_i - p_j|^2 / (2 theta_gamma^2))                                        (smoothness)
-with p in pixels and I in RGB 0..255. A mean-field step is Q = softmax(logits + sum_m w_m k_m * Q),
-the Potts penalty of the other labels being equivalent, up to a per-pixel constant, to a reward for
-the same label. Like the authors' released code (densecrf 2.2, used by DeepLab), each kernel is
-normalised per pixel by its total weight sum_j k(i, j) (``normalize=True``), so w1, w2 are on the
-scale of the logits; unlike it, the pixel itself is left out (j != i) as in the paper's equations.
+Energy: unaries are the network's logits; the pairwise term between pixels i and j is Potts
+compatibility times
+    w1 k1(i, j) = w1 exp(-|p_i - p_j|^2 / (2 theta_alpha^2) - |I_i - I_j|^2 / (2 theta_beta^2))  (appearance)
+  + w2 k2(i, j) = w2 exp(-|p_i - p_j|^2 / (2 theta_gamma^2))                                     (smoothness)
+with p = (x, y) in pixels and I in RGB 0..255. A mean-field step is Q = softmax(logits + sum_m w_m
+K_m Q): the Potts penalty of the other labels equals, up to a per-pixel constant, a reward for the
+same label. The conventions are those of densecrf 2.2 as pydensecrf(2) calls it by default
+(``addPairwiseGaussian`` / ``addPairwiseBilateral`` with ``NORMALIZE_SYMMETRIC``, ``inference``),
+the code DeepLab's CRF comes from: the sums include the pixel itself (j = i), and with
+``normalize=True`` each kernel is normalised symmetrically, K -> D^-1/2 K D^-1/2 with
+D = diag(K 1), so w1, w2 are on the scale of the logits.
 
-Approximation (the authors filter on a permutohedral lattice; pure PyTorch on a CPU needs another
-shortcut), in ``DenseCRF``:
-  * smoothness kernel: exact, a separable Gaussian convolution truncated at ``truncate`` * theta_gamma
-    (zero padding, so border pixels have fewer neighbours, as in the dense sum);
-  * appearance kernel: a two-resolution sum. Sources are grouped into ``grid`` x ``grid`` cells
-    (summed Q, mean colour, mean position, pixel count); every pixel, at full resolution with its
-    own colour and position, sums the kernel over the ``window`` x ``window`` cells around its cell.
-    The sum is thus truncated to about +-(window // 2 + 1/2) * grid pixels (+-60 px by default, the
-    kernel is 0.88 of its peak there for theta_alpha = 121) and pixels of one cell share its mean
-    colour. Pixels in the own cell other than i are approximated by the cell mean. With grid=1 and a
-    window covering the kernel support it equals the exact dense sum (tests/layers/test_crf.py).
-A 360x480 image with 21 classes and the defaults takes about 4 s on 2 CPU threads
-(benchmarks/bench_crf.py); the kernel weights take grid^2 * window^2 floats per cell (150 MB there).
-``dense_crf_exact`` computes the same inference with the O(N^2) dense kernel matrices (small images).
+Approximation: ``DenseCRF`` filters with the permutohedral lattice (Adams et al. 2010,
+seglab.layers.permutohedral), on features (x, y) / theta_gamma and (x, y) / theta_alpha,
+(r, g, b) / theta_beta in densecrf's order. The lattice is built as densecrf builds it, so for the
+same image and logits DenseCRF reproduces pydensecrf2 up to float rounding; against the exact
+Gaussian sums (``dense_crf_exact``, O(N^2), small images) the lattice is an approximation: after
+the symmetric normalisation its error is small (bounds in tests/layers/test_crf.py), without it the
+lattice's sum is only roughly proportional to the Gaussian sum (0.3 to 0.9 times it, depending on d
+and how densely the features fill space), as in densecrf's NO_NORMALIZATION.
+
+Measured with benchmarks/bench_crf.py (360x480, 21 classes, 10 iterations; the synthetic input and
+5 CamVid val frames with corrupted ground-truth logits; AMD EPYC with AVX-512, 2 cores shared with
+other jobs, torch 2.14.1, pydensecrf2 1.1; medians of 5 interleaved runs): with 2 threads DenseCRF
+takes 0.40-0.43 s per image against pydensecrf2's 0.63-0.72 s (ratio 0.60-0.64 over two runs),
+with 1 thread 0.60 s against 0.57 s; the argmax labels were identical on every pixel of all 6 inputs
+(0 of 1,036,800 differ). The lattice is built per image (about 0.15 s of that with 2 threads).
+With one of the two cores held by another busy process, 2-thread torch runs slowed to about 2x
+pydensecrf2 (OpenMP threads spin waiting for each other); OMP_WAIT_POLICY=PASSIVE brought them back
+to about 1.05x.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seglab.errors import ConfigError, InputError
+from seglab.errors import InputError
+from seglab.layers.permutohedral import LatticeFilter, PermutohedralLattice
 
-_EPS = 1e-20  # as densecrf: a pixel with no similar neighbour gets a zero message, not NaN
+_EPS = 1e-20  # as densecrf: a kernel sum of 0 gives a zero message, not NaN
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class CRFParams:
     Defaults: DeepLab v1 sec. 4 fixes w2 = 3, theta_gamma = 3 and cross-validates w1, theta_alpha,
     theta_beta; w1 = 4, theta_alpha = 121, theta_beta = 5 and 10 iterations are the values shipped
     with DeepLab's public code for DeepLab-CRF-LargeFOV on VOC 2012 (bi_w, bi_xy_std, bi_rgb_std).
+    ``normalize``: densecrf's NORMALIZE_SYMMETRIC (True, its default) or NO_NORMALIZATION.
     """
 
     iterations: int = 10
@@ -65,7 +71,7 @@ class CRFParams:
 
 
 def mean_field(logits: Tensor, messages: Callable[[Tensor], Tensor], iterations: int) -> Tensor:
-    """Q = softmax(logits + messages(Q)), ``iterations`` times from Q = softmax(logits); returns the energies."""
+    """Q = softmax(logits + messages(Q)) over dim 1, ``iterations`` times from softmax(logits); returns the energies."""
     energies = logits
     for _ in range(iterations):
         energies = logits + messages(energies.softmax(dim=1))
@@ -73,13 +79,10 @@ def mean_field(logits: Tensor, messages: Callable[[Tensor], Tensor], iterations:
 
 
 class DenseCRF(nn.Module):
-    """Approximate fully connected CRF inference (see the module docstring for the approximation).
+    """Fully connected CRF inference with permutohedral-lattice filtering (see the module docstring).
 
     Args:
         params: kernel weights, widths and iterations.
-        grid: cell size (pixels) of the appearance kernel's sources; 1 = every pixel.
-        window: cells (odd) per side summed around each pixel's cell.
-        truncate: smoothness kernel radius in units of theta_gamma.
 
     Forward:
         logits: [N, C, H, W] unary scores (e.g. a network's logits at the image resolution).
@@ -87,186 +90,93 @@ class DenseCRF(nn.Module):
         Returns [N, C, H, W] refined logits; their softmax is the mean-field marginal Q.
     """
 
-    def __init__(
-        self, params: CRFParams | None = None, *, grid: int = 8, window: int = 15, truncate: float = 4.0
-    ) -> None:
+    def __init__(self, params: CRFParams | None = None) -> None:
         super().__init__()
-        if grid < 1 or window < 1 or window % 2 == 0:
-            raise ConfigError(f"DenseCRF: grid must be >= 1 and window odd, got grid={grid}, window={window}")
         self.params = params or CRFParams()
-        self.grid, self.window, self.truncate = grid, window, truncate
 
     @torch.no_grad()
     def forward(self, logits: Tensor, image: Tensor) -> Tensor:
         check_crf_inputs(logits, image)
-        p = self.params
-        appearance = GridBilateral(
-            image, p.theta_alpha, p.theta_beta, grid=self.grid, window=self.window, normalize=p.normalize
-        )
-        smoothness = SeparableGaussian(
-            image.shape[-2:], p.theta_gamma, truncate=self.truncate, normalize=p.normalize, device=logits.device
-        )
+        refined = [self._refine(one_logits, one_image) for one_logits, one_image in zip(logits.float(), image)]
+        return torch.stack(refined).to(logits.dtype)
 
-        def messages(q: Tensor) -> Tensor:
-            return p.w_appearance * appearance(q) + p.w_smoothness * smoothness(q)
-
-        return mean_field(logits.float(), messages, p.iterations).to(logits.dtype)
+    def _refine(self, logits: Tensor, image: Tensor) -> Tensor:
+        """[C, H, W] logits and [3, H, W] image -> [C, H, W] refined logits, pixels as rows [HW, C] inside."""
+        c, h, w = logits.shape
+        messages = lattice_messages(image, self.params)
+        unary = logits.reshape(c, h * w).T.contiguous()
+        refined = unary if messages is None else mean_field(unary, messages, self.params.iterations)
+        return refined.T.reshape(c, h, w)
 
 
-class SeparableGaussian:
-    """Sum_{j != i} exp(-|p_i - p_j|^2 / (2 theta^2)) q_j by a separable convolution (optionally normalised)."""
+def kernel_features(image: Tensor, params: CRFParams) -> list[tuple[float, Tensor]]:
+    """[(weight, features [HW, d])] of the kernels with a nonzero weight, densecrf's feature order.
 
-    def __init__(
-        self, size: torch.Size, theta: float, *, truncate: float, normalize: bool, device: torch.device | None = None
-    ) -> None:
-        radius = max(1, math.ceil(truncate * theta))
-        taps = torch.arange(-radius, radius + 1, dtype=torch.float32, device=device)
-        self.kernel = torch.exp(-(taps**2) / (2 * theta**2))
-        self.radius = radius
-        norm = self._filter(torch.ones(1, 1, *size, device=device)) - 1  # minus the pixel itself (weight 1)
-        self.scale = 1 / (norm + _EPS) if normalize else None
-
-    def _filter(self, x: Tensor) -> Tensor:
-        c = x.shape[1]  # depthwise (groups=C): several times faster on a CPU than folding C into N
-        x = F.conv2d(x, self.kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, self.radius), groups=c)
-        return F.conv2d(x, self.kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(self.radius, 0), groups=c)
-
-    def __call__(self, q: Tensor) -> Tensor:
-        summed = self._filter(q) - q
-        return summed if self.scale is None else summed * self.scale
-
-
-class GridBilateral:
-    """Appearance-kernel messages: full-resolution targets, ``grid``-cell sources over a ``window``.
-
-    Built once per image (the kernel weights, [N, cells, grid^2, window^2], are kept for all
-    iterations); calling it with Q [N, C, H, W] returns the message [N, C, H, W].
+    Smoothness: (x, y) / theta_gamma; appearance: (x / theta_alpha, y / theta_alpha, r / theta_beta,
+    g / theta_beta, b / theta_beta), pixels in row-major order.
     """
-
-    def __init__(
-        self, image: Tensor, theta_alpha: float, theta_beta: float, *, grid: int, window: int, normalize: bool
-    ) -> None:
-        n, _, h, w = image.shape
-        self.size, self.grid, self.window = (h, w), grid, window
-        ys, xs = torch.meshgrid(
-            torch.arange(h, dtype=torch.float32, device=image.device),
-            torch.arange(w, dtype=torch.float32, device=image.device),
-            indexing="ij",
-        )
-        position = torch.stack([ys, xs]).expand(n, 2, h, w) / theta_alpha
-        features = torch.cat([position, image.float() / theta_beta], dim=1)  # [N, 5, H, W]
-        count = self._cell_sum(torch.ones(n, 1, h, w, device=image.device))  # pixels per cell
-        self.inv_count = 1 / count.clamp_min(1)
-        cell_features = self._cell_mean(features)
-        targets = self._by_cell(self._pad(features))  # [N, cells, grid^2, 5]
-        sources = self._windows(cell_features)  # [N, cells, window^2, 5]
-        source_count = self._windows(count)[..., 0]  # [N, cells, window^2], 0 outside the image
-        dist2 = squared_distances(targets, sources)  # [N, cells, grid^2, window^2]
-        # The pixel's own cell counts the others in it only (j != i): exact when grid = 1.
-        source_count[..., window * window // 2] -= 1
-        # Distances past 150 (a weight below 3e-33) are clamped: subnormal floats make exp several
-        # times slower on a CPU, and the weights there are negligible anyway.
-        self.weights = dist2.clamp_(max=150).mul_(-0.5).exp_().mul_(source_count[:, :, None, :])
-        norm = self._from_cells(self.weights.sum(-1, keepdim=True))  # [N, 1, H, W]
-        self.scale = 1 / (norm + _EPS) if normalize else None
-
-    def __call__(self, q: Tensor) -> Tensor:
-        n, c = q.shape[:2]
-        sources = self._windows(self._cell_mean(q))  # [N, cells, K, C]; the pixel counts are in the weights
-        cells, k = sources.shape[1:3]
-        summed = torch.bmm(self.weights.view(n * cells, -1, k), sources.reshape(n * cells, k, c))
-        summed = self._from_cells(summed.view(n, cells, -1, c))
-        return summed if self.scale is None else summed * self.scale
-
-    def _cell_sum(self, x: Tensor) -> Tensor:
-        """[N, D, H, W] -> [N, D, Hc, Wc] sums over each cell (zero padding adds nothing)."""
-        return F.avg_pool2d(self._pad(x), self.grid, divisor_override=1)
-
-    def _cell_mean(self, x: Tensor) -> Tensor:
-        return self._cell_sum(x) * self.inv_count
-
-    def _pad(self, x: Tensor) -> Tensor:
-        h, w = self.size
-        return F.pad(x, (0, -w % self.grid, 0, -h % self.grid))
-
-    def _by_cell(self, x: Tensor) -> Tensor:
-        """[N, D, Hp, Wp] -> [N, cells, grid^2, D] (row-major cells, row-major pixels in a cell)."""
-        n, d, hp, wp = x.shape
-        g = self.grid
-        x = x.view(n, d, hp // g, g, wp // g, g).permute(0, 2, 4, 3, 5, 1)
-        return x.reshape(n, (hp // g) * (wp // g), g * g, d)
-
-    def _from_cells(self, x: Tensor) -> Tensor:
-        """[N, cells, grid^2, D] -> [N, D, H, W] (inverse of ``_by_cell``, padding cropped)."""
-        n, _, _, d = x.shape
-        g, (h, w) = self.grid, self.size
-        hc, wc = -(-h // g), -(-w // g)
-        x = x.view(n, hc, wc, g, g, d).permute(0, 5, 1, 3, 2, 4).reshape(n, d, hc * g, wc * g)
-        return x[..., :h, :w]
-
-    def _windows(self, cells: Tensor) -> Tensor:
-        """[N, D, Hc, Wc] -> [N, cells, window^2, D]: each cell's window of cells, zeros outside."""
-        n, d, hc, wc = cells.shape
-        r = self.window // 2
-        # Channels last first, so the gather below copies runs of D contiguous values (F.unfold's
-        # [N, D * K, cells] layout would need a transposing copy several times slower).
-        padded = F.pad(cells, (r, r, r, r)).permute(0, 2, 3, 1).contiguous()
-        windows = padded.unfold(1, self.window, 1).unfold(2, self.window, 1)  # [N, Hc, Wc, D, kh, kw]
-        return windows.permute(0, 1, 2, 4, 5, 3).reshape(n, hc * wc, self.window**2, d)
-
-
-def squared_distances(targets: Tensor, sources: Tensor) -> Tensor:
-    """|t - s|^2 for targets [N, M, T, D] and sources [N, M, S, D] -> [N, M, T, S], by a batched matmul.
-
-    Both are first centred on the middle source (the target's own cell), so |t|^2 + |s|^2 - 2 t.s
-    loses little precision where the kernel is not negligible; it is exact for a one-pixel cell.
-    """
-    n, m, t, d = targets.shape
-    centre = sources[:, :, sources.shape[2] // 2, None, :]
-    targets, sources = (targets - centre).view(n * m, t, d), (sources - centre).view(n * m, -1, d)
-    dist2 = torch.baddbmm(
-        targets.square().sum(-1, keepdim=True) + sources.square().sum(-1)[:, None, :],
-        targets,
-        sources.transpose(1, 2),
-        alpha=-2,
+    _, h, w = image.shape
+    ys, xs = torch.meshgrid(
+        torch.arange(h, dtype=torch.float32, device=image.device),
+        torch.arange(w, dtype=torch.float32, device=image.device),
+        indexing="ij",
     )
-    return dist2.clamp_min_(0).view(n, m, t, -1)
+    position = torch.stack([xs.flatten(), ys.flatten()], dim=1)  # [HW, 2], x first as densecrf
+    colour = image.float().reshape(3, -1).T
+    kernels = [
+        (params.w_smoothness, position / params.theta_gamma),
+        (params.w_appearance, torch.cat([position / params.theta_alpha, colour / params.theta_beta], dim=1)),
+    ]
+    return [(weight, features) for weight, features in kernels if weight != 0]
+
+
+def lattice_messages(image: Tensor, params: CRFParams) -> LatticeFilter | None:
+    """The message function q [HW, C] -> sum_m w_m K_m q for one image [3, H, W]; None if all w_m = 0.
+
+    Both kernels' lattices are stacked into one ``LatticeFilter``; the symmetric normalisation
+    D^-1/2 K D^-1/2 and the weights are folded into its splat and slice weights.
+    """
+    kernels = kernel_features(image, params)
+    if not kernels:
+        return None
+    lattices = LatticeFilter([PermutohedralLattice(features) for _, features in kernels])
+    weights = torch.tensor([weight for weight, _ in kernels], device=image.device)
+    if not params.normalize:
+        return lattices.scaled(post=weights.expand(lattices.num_points, -1))
+    ones = torch.ones(lattices.num_points, 1, device=image.device)
+    scale = 1 / torch.sqrt(lattices.each(ones)[..., 0] + _EPS)  # [HW, kernels], densecrf's norm_
+    return lattices.scaled(pre=scale, post=scale * weights)
 
 
 def dense_crf_exact(logits: Tensor, image: Tensor, params: CRFParams | None = None) -> Tensor:
-    """Exact mean-field inference with the dense N x N kernel matrices; for small images only.
+    """Mean-field inference with the exact dense N x N kernel matrices; for small images only.
 
-    Args and Returns as ``DenseCRF.forward``. Memory is O((H W)^2) per image.
+    Args and Returns as ``DenseCRF.forward``. Memory is O((H W)^2) per image, float64.
     """
     check_crf_inputs(logits, image)
     p = params or CRFParams()
-    h, w = logits.shape[-2:]
-    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-    position = torch.stack([ys, xs], dim=-1).view(-1, 2).to(logits.device, torch.float64)
     refined = []
-    for one_logits, one_image in zip(logits.double(), image.double()):
-        pairwise = dense_pairwise(position, one_image.reshape(3, -1).T, p)
+    for one_logits, one_image in zip(logits.double(), image):
+        pairwise = dense_pairwise(one_image, p)
         refined.append(mean_field(one_logits[None], partial(_dense_messages, pairwise), p.iterations))
     return torch.cat(refined).to(logits.dtype)
 
 
-def dense_pairwise(position: Tensor, colour: Tensor, p: CRFParams) -> Tensor:
-    """[HW, HW] matrix w1 k_appearance + w2 k_smoothness, zero diagonal (j != i), rows normalised if asked.
+def dense_pairwise(image: Tensor, p: CRFParams) -> Tensor:
+    """[HW, HW] float64 matrix sum_m w_m K_m, diagonal included, each K_m normalised if asked.
 
-    Args: position [HW, 2] pixels, colour [HW, 3] RGB 0..255.
+    Args: image [3, H, W] RGB 0..255.
     """
-    spatial2, colour2 = torch.cdist(position, position) ** 2, torch.cdist(colour, colour) ** 2
-    kernels = [
-        (p.w_appearance, torch.exp(-spatial2 / (2 * p.theta_alpha**2) - colour2 / (2 * p.theta_beta**2))),
-        (p.w_smoothness, torch.exp(-spatial2 / (2 * p.theta_gamma**2))),
-    ]
-    pairwise = torch.zeros_like(spatial2)
-    for weight, kernel in kernels:
-        kernel.fill_diagonal_(0)
+    pairwise = None
+    for weight, features in kernel_features(image, p):
+        features = features.double()
+        kernel = torch.exp(-0.5 * torch.cdist(features, features) ** 2)
         if p.normalize:
-            kernel = kernel / (kernel.sum(1, keepdim=True) + _EPS)
-        pairwise += weight * kernel
-    return pairwise
+            scale = 1 / torch.sqrt(kernel.sum(1) + _EPS)
+            kernel = scale[:, None] * kernel * scale[None, :]
+        pairwise = weight * kernel if pairwise is None else pairwise + weight * kernel
+    n = image.shape[1] * image.shape[2]
+    return pairwise if pairwise is not None else torch.zeros(n, n, dtype=torch.float64, device=image.device)
 
 
 def _dense_messages(pairwise: Tensor, q: Tensor) -> Tensor:
@@ -275,10 +185,12 @@ def _dense_messages(pairwise: Tensor, q: Tensor) -> Tensor:
 
 
 def check_crf_inputs(logits: Tensor, image: Tensor) -> None:
-    """Raise InputError unless logits [N, C, H, W] and image [N, 3, H, W] agree."""
-    ok = logits.dim() == 4 and image.dim() == 4 and image.shape[1] == 3
+    """Raise InputError unless logits [N, C, H, W] and image [N, 3, H, W] agree and the image is finite."""
+    ok = logits.dim() == 4 and image.dim() == 4 and image.shape[1] == 3 and logits.numel() > 0
     if not ok or logits.shape[0] != image.shape[0] or logits.shape[-2:] != image.shape[-2:]:
         raise InputError(
             f"DenseCRF: logits {list(logits.shape)} and image {list(image.shape)} must be [N, C, H, W] and "
-            "[N, 3, H, W] of the same N, H, W (image RGB in 0..255)"
+            "[N, 3, H, W] of the same N, H, W, none of them 0 (image RGB in 0..255)"
         )
+    if image.is_floating_point() and not torch.isfinite(image).all():
+        raise InputError("DenseCRF: image has NaN or infinite values; expected RGB in 0..255")
