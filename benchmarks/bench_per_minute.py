@@ -1,0 +1,205 @@
+"""CamVid val mIoU per minute of training on this CPU: seglab's CPU recipes vs plain loops around smp (issue 16 part 4).
+
+Contestants, all from random init on CamVid train, scored the same way on the 101 CamVid val images:
+
+- ``smp_pspnet_r50_d3``: segmentation_models_pytorch's PSPNet, ResNet-50 encoder of depth 3, and
+  ``smp_unet_r18``: its Unet with a ResNet-18 encoder, each in a plain PyTorch loop with the shared CPU
+  budget's data and optimiser (``recipes/_camvid_cpu_budget.yaml``: CamVid resized to 120x160, random
+  scale 0.75-1.5, 120x160 crops, flips, batch 4, Adam 1e-3, weight decay 5e-4, poly 0.9, cross-entropy
+  ignoring void), eager fp32: the loop a user writes around smp;
+- ``seglab:<recipe>``: ``seglab.engine.train`` on a recipe (default: every ``*_camvid_cpu`` recipe named
+  with ``--seglab``), as ``seglab train`` runs it (its defaults: bf16 where the CPU has it, channels_last,
+  the decoded-image cache).
+
+The budget is wall clock (``--minutes``, e.g. 5 and 15). A contestant's step time is probed first
+(the difference of a 4-step and a 12-step run, outside the budget); its schedule then gets
+``budget / step time`` steps, so every poly schedule ends at the budget and nobody is cut mid-schedule.
+Scoring (outside the budget): ``seglab.engine.evaluate`` in fp32, inputs resized to 120x160 with
+training's antialiased resize, logits resized back to the full 360x480 labels: mIoU, pixel accuracy and
+per-class IoU. smp's Unet needs sides divisible by 32: its input is zero-padded to 128x160 and the
+logits cropped. Each contestant runs in its own process; results are kept in ``--out`` per budget and
+reused (``--force`` reruns). smp is benchmark-only: ``pip install segmentation-models-pytorch``.
+
+    python benchmarks/bench_per_minute.py --minutes 5 [--minutes 15] [--seglab pspnet_resnet50_camvid_cpu ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+DATA_FROM = "unet_camvid_cpu"  # based on _camvid_cpu_budget, which has no model of its own to load alone
+SIZE, BATCH, CLASSES, IGNORE = (120, 160), 4, 11, 255
+PEERS = ("smp_pspnet_r50_d3", "smp_unet_r18")
+DEFAULT_SEGLAB = ("pspnet_resnet50_camvid_cpu", "gcn_camvid_cpu", "unet_camvid_cpu")
+
+
+class SmpSegmenter(nn.Module):
+    """An smp model as seglab's evaluation takes it: ``.logits`` of a prediction, sides padded to ``multiple``."""
+
+    def __init__(self, net: nn.Module, multiple: int) -> None:
+        super().__init__()
+        self.net, self.multiple = net, multiple
+
+    def forward(self, images: torch.Tensor):  # noqa: ANN201
+        from seglab.structures import SemanticPrediction
+
+        height, width = images.shape[-2:]
+        pad_h, pad_w = -height % self.multiple, -width % self.multiple
+        logits = self.net(F.pad(images, (0, pad_w, 0, pad_h)))[..., :height, :width]
+        return SemanticPrediction(logits=logits)
+
+
+def build_peer(name: str) -> SmpSegmenter:
+    import segmentation_models_pytorch as smp
+
+    torch.manual_seed(0)
+    if name == "smp_pspnet_r50_d3":
+        return SmpSegmenter(smp.PSPNet("resnet50", encoder_weights=None, encoder_depth=3, classes=CLASSES), 8)
+    return SmpSegmenter(smp.Unet("resnet18", encoder_weights=None, classes=CLASSES), 32)
+
+
+def peer_train(name: str, steps: int) -> tuple[nn.Module, float]:
+    """A plain loop: (trained model, seconds from building the data to the last step)."""
+    from torch.utils.data import DataLoader
+
+    from seglab.data import build_dataset
+    from seglab.data.collate import collate_semantic
+    from seglab.data.transforms import train_transforms
+    from seglab.recipes import load_recipe
+
+    start = time.perf_counter()
+    d = load_recipe(DATA_FROM).data  # the budget's data block (every *_camvid_cpu recipe shares it)
+    transforms = train_transforms(base_size=d.resize, crop_size=d.crop_size, scale_range=d.scale_range, hflip=d.hflip)
+    data = build_dataset("camvid", split="train", transforms=transforms)
+    loader = DataLoader(data, batch_size=BATCH, shuffle=True, drop_last=True, collate_fn=collate_semantic,
+                        generator=torch.Generator().manual_seed(0))
+    model = build_peer(name).train()
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=5e-4)
+    schedule = torch.optim.lr_scheduler.PolynomialLR(optimiser, total_iters=steps, power=0.9)
+    step = 0
+    while step < steps:
+        for images, targets in loader:
+            loss = F.cross_entropy(model(images).logits, targets, ignore_index=IGNORE)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            step += 1
+            if step == steps:
+                break
+    return model.eval(), time.perf_counter() - start
+
+
+def seglab_train(recipe_name: str, steps: int) -> tuple[nn.Module, float]:
+    """``seglab.engine.train`` on ``recipe_name`` for ``steps`` steps, no evaluation: (model, seconds)."""
+    from rich.console import Console
+
+    import seglab
+    from seglab.engine.train import train
+    from seglab.recipes import load_recipe
+
+    recipe = load_recipe(recipe_name, overrides=[f"schedule.steps={steps}", "data.val_split=null",
+                                                 f"train.checkpoint_every={max(steps, 1)}"])
+    out = Path(tempfile.mkdtemp(prefix="per_minute_"))
+    start = time.perf_counter()
+    train(recipe, out_dir=out, progress=False, console=Console(quiet=True))
+    seconds = time.perf_counter() - start
+    return seglab.load(out / "final"), seconds
+
+
+def score(model: nn.Module) -> dict:
+    """CamVid val, seglab's metric: inputs at 120x160 (antialiased), logits back to the 360x480 labels, fp32."""
+    from torch.utils.data import DataLoader
+
+    from seglab.data import build_dataset
+    from seglab.data.collate import collate_semantic
+    from seglab.engine.evaluate import evaluate
+
+    val = build_dataset("camvid", split="val")
+    loader = DataLoader(val, batch_size=1, collate_fn=collate_semantic)
+    metrics = evaluate(model, loader, num_classes=CLASSES, device=torch.device("cpu"), input_size=SIZE)
+    return {"miou": metrics["miou"], "pixel_acc": metrics["pixel_acc"], "per_class_iou": metrics["per_class_iou"],
+            "classes": list(val.classes)}
+
+
+def run_contestant(name: str, minutes: float) -> dict:
+    """Probe the step time, train for the budget, score. Runs in the child process."""
+    trainer = (lambda steps: peer_train(name, steps)) if name in PEERS else (
+        lambda steps: seglab_train(name.removeprefix("seglab:"), steps))
+    short, long = trainer(4)[1], trainer(12)[1]
+    step_s = max((long - short) / 8, 1e-3)
+    steps = max(int(minutes * 60 / step_s), 1)
+    print(f"{name}: {step_s:.3f} s/step probed, {steps} steps for {minutes:g} min", file=sys.stderr, flush=True)
+    model, seconds = trainer(steps)
+    return {"contestant": name, "minutes": minutes, "steps": steps, "train_s": round(seconds, 1),
+            "images_per_s": round(steps * BATCH / seconds, 2), **score(model)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, action="append", help="wall-clock budget(s); default 5")
+    parser.add_argument("--seglab", nargs="*", default=list(DEFAULT_SEGLAB), help="seglab recipes to enter")
+    parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=PEERS)
+    parser.add_argument("--out", type=Path, default=Path("runs/per_minute"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--force", action="store_true")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.child:
+        print(json.dumps(run_contestant(args.child[0], float(args.child[1]))))
+        return
+
+    from seglab.engine.machine import describe_machine
+
+    machine = describe_machine()
+    flags = [f for f in ("avx512_bf16", "amx_bf16") if f in machine["cpu_flags"]]
+    print(f"machine: {machine['cpu']}, {args.threads} threads, bf16 flags: {', '.join(flags) or 'none'}")
+    contestants = [*args.peers, *(f"seglab:{r}" for r in args.seglab)]
+    for minutes in args.minutes or [5.0]:
+        rows = []
+        for name in contestants:
+            path = args.out / f"{minutes:g}min" / f"{name.replace(':', '_')}.json"
+            if path.exists() and not args.force:
+                rows.append(json.loads(path.read_text()))
+                continue
+            command = [sys.executable, __file__, "--child", name, str(minutes), "--threads", str(args.threads)]
+            done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(done.stdout.strip().splitlines()[-1] + "\n")
+            rows.append(json.loads(path.read_text()))
+        _print_table(rows, minutes)
+
+
+def _print_table(rows: list[dict], minutes: float) -> None:
+    classes = rows[0]["classes"]
+    print(f"\n{minutes:g} min of training on CamVid train, scored on CamVid val (101 images, 360x480 labels)")
+    print(f"  {'contestant':34s} {'steps':>6s} {'train s':>8s} {'img/s':>6s} {'mIoU':>6s} {'pix acc':>7s}")
+    for row in sorted(rows, key=lambda r: -r["miou"]):
+        print(f"  {row['contestant']:34s} {row['steps']:6d} {row['train_s']:8.1f} {row['images_per_s']:6.2f} "
+              f"{row['miou']:6.3f} {row['pixel_acc']:7.3f}")
+    print("  per-class IoU: " + ", ".join(c[:8] for c in classes))
+    for row in sorted(rows, key=lambda r: -r["miou"]):
+        ious = " ".join(f"{v:.2f}" if v == v else " nan" for v in row["per_class_iou"])
+        zero = sum(1 for v in row["per_class_iou"] if v == 0)
+        print(f"  {row['contestant']:34s} {ious}  ({zero} classes at 0)")
+    best_peer = max((r for r in rows if r["contestant"] in PEERS), key=lambda r: r["miou"], default=None)
+    best_ours = max((r for r in rows if r["contestant"] not in PEERS), key=lambda r: r["miou"], default=None)
+    if best_peer and best_ours:
+        verdict = "ahead of" if best_ours["miou"] >= best_peer["miou"] else "behind"
+        print(f"  best seglab {best_ours['contestant']} {best_ours['miou']:.3f} is {verdict} the best peer "
+              f"{best_peer['contestant']} {best_peer['miou']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
