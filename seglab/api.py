@@ -22,9 +22,6 @@ from seglab.formatting import json_safe
 
 __all__ = ["Predictor", "load", "save"]
 
-# seglab.inference.predictor.Predictor options: sliding windows, TTA and the fast paths (semantic models only)
-SEMANTIC_OPTIONS = {"tile", "overlap", "scale", "tta", "tta_scales", "batch_size", "precision", "compile", "fast"}
-
 
 
 def load(path: str | Path, *, device: str = "cpu") -> nn.Module:
@@ -92,6 +89,7 @@ def Predictor(model_or_path: nn.Module | str | Path, *, device: str = "cpu", **o
     from seglab.engine.tasks import task_of_checkpoint  # noqa: PLC0415
     from seglab.inference.instance_predictor import InstancePredictor  # noqa: PLC0415
     from seglab.inference.panoptic_predictor import PanopticPredictor  # noqa: PLC0415
+    from seglab.inference.predictor import SEMANTIC_OPTIONS  # noqa: PLC0415
     from seglab.inference.predictor import Predictor as SemanticPredictor  # noqa: PLC0415
 
     model = load(model_or_path, device=device) if isinstance(model_or_path, (str, Path)) else model_or_path

@@ -10,8 +10,8 @@ import typer
 
 from seglab.cli.common import OutputFormat, console, err_console, json_safe, render_rows
 from seglab.cli.data import OPTION_HELP, dataset_options
-from seglab.cli.tiling import (COMPILE_HELP, FAST_HELP, OVERLAP_HELP, PRECISION_HELP, SCALE_HELP, TILE_HELP, TTA_HELP,
-                               TTA_SCALES_HELP, check_fast_flags, semantic_inference)
+from seglab.cli.tiling import (Compile, Fast, Overlap, Precision, Scale, Tile, Tta, TtaScales, check_fast_flags,
+                               semantic_inference)
 from seglab.engine.progress import progress_bar
 from seglab.errors import ConfigError
 
@@ -31,14 +31,14 @@ def eval_checkpoint(
     max_items: int = typer.Option(None, help="evaluate only the first N items"),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table, json or csv"),
     quiet: bool = typer.Option(False, help="no progress bar"),
-    tile: int = typer.Option(None, help=TILE_HELP),
-    overlap: float = typer.Option(None, help=OVERLAP_HELP),
-    scale: float = typer.Option(None, help=SCALE_HELP),
-    tta: bool = typer.Option(False, "--tta", help=TTA_HELP),
-    tta_scales: str = typer.Option(None, help=TTA_SCALES_HELP),
-    precision: str = typer.Option("auto", help=PRECISION_HELP),
-    compile_model: bool = typer.Option(False, "--compile", help=COMPILE_HELP),
-    fast: bool = typer.Option(True, "--fast/--no-fast", help=FAST_HELP),
+    tile: Tile = None,
+    overlap: Overlap = None,
+    scale: Scale = None,
+    tta: Tta = False,
+    tta_scales: TtaScales = None,
+    precision: Precision = "auto",
+    compile_model: Compile = False,
+    fast: Fast = True,
 ) -> None:
     """Evaluate a checkpoint: mIoU and per-class IoU (semantic), COCO box and mask AP (instance), or panoptic
     quality PQ / SQ / RQ for all classes, things and stuff, and per class (panoptic)."""

@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 
 from seglab.cli.common import console, err_console
-from seglab.cli.tiling import (COMPILE_HELP, FAST_HELP, OVERLAP_HELP, PRECISION_HELP, SCALE_HELP, TILE_HELP, TTA_HELP,
-                               TTA_SCALES_HELP, check_fast_flags, semantic_inference)
+from seglab.cli.tiling import (Compile, Fast, Overlap, Precision, Scale, Tile, Tta, TtaScales, check_fast_flags,
+                               semantic_inference)
 from seglab.errors import ConfigError
 
 
@@ -21,14 +21,14 @@ def predict(
     score_threshold: float = typer.Option(None, help="instance models: lowest score drawn (results keep all); "
                                           "default 0.5, and 0 for proposal models"),
     top: int = typer.Option(None, help="instance models: draw at most this many, best first (proposal models: 10)"),
-    tile: int = typer.Option(None, help=TILE_HELP),
-    overlap: float = typer.Option(None, help=OVERLAP_HELP),
-    scale: float = typer.Option(None, help=SCALE_HELP),
-    tta: bool = typer.Option(False, "--tta", help=TTA_HELP),
-    tta_scales: str = typer.Option(None, help=TTA_SCALES_HELP),
-    precision: str = typer.Option("auto", help=PRECISION_HELP),
-    compile_model: bool = typer.Option(False, "--compile", help=COMPILE_HELP),
-    fast: bool = typer.Option(True, "--fast/--no-fast", help=FAST_HELP),
+    tile: Tile = None,
+    overlap: Overlap = None,
+    scale: Scale = None,
+    tta: Tta = False,
+    tta_scales: TtaScales = None,
+    precision: Precision = "auto",
+    compile_model: Compile = False,
+    fast: Fast = True,
 ) -> None:
     """Semantic: <name>.png (pixel value = class id) and <name>_overlay.png per image; an image over 67 Mpixel
     (or a .npy array) with --tile: <name>.tif written by bands, no overlay. Instance:

@@ -1,11 +1,14 @@
 """The sliding-window, TTA and fast-path flags that `seglab predict` and `seglab eval` share (semantic models).
 
-No torch at import: `seglab --help` stays light; the options are built inside the commands.
+Each flag is declared once here as an ``Annotated`` parameter type (``tile: Tile = None``) and used by both
+commands. No torch at import: `seglab --help` stays light; the options are built inside the commands.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from seglab.errors import ConfigError
 
@@ -22,6 +25,16 @@ PRECISION_HELP = ("semantic models: auto (bf16 autocast on CUDA and on CPUs with
 COMPILE_HELP = "semantic models: run the model through torch.compile (a slow first image, faster after)"
 FAST_HELP = ("semantic models: fold batch norms, channels_last and --precision (default); --no-fast runs the "
              "model exactly as loaded, in fp32")
+
+
+Tile = Annotated[int, typer.Option(help=TILE_HELP)]
+Overlap = Annotated[float, typer.Option(help=OVERLAP_HELP)]
+Scale = Annotated[float, typer.Option(help=SCALE_HELP)]
+Tta = Annotated[bool, typer.Option("--tta", help=TTA_HELP)]
+TtaScales = Annotated[str, typer.Option(help=TTA_SCALES_HELP)]
+Precision = Annotated[str, typer.Option(help=PRECISION_HELP)]
+Compile = Annotated[bool, typer.Option("--compile", help=COMPILE_HELP)]
+Fast = Annotated[bool, typer.Option("--fast/--no-fast", help=FAST_HELP)]
 
 
 def check_fast_flags(task: str, *, precision: str, compile: bool, fast: bool) -> None:  # noqa: A002

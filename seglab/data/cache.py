@@ -92,11 +92,11 @@ def cache_decision(setting: bool | str, dataset: Dataset, size: tuple[int, int] 
     """(cache or not, why) for ``data.cache`` = ``setting`` (True, False or "auto")."""
     if setting is False:
         return False, "data.cache is false"
+    if setting == "auto" and workers > 0:  # decided before any sample is decoded
+        return False, f"data.workers={workers} (each worker would fill its own copy; set data.cache: true)"
     need = estimated_bytes(dataset, size)
     if setting is True:
         return True, f"data.cache: {need / 2**20:.0f} MiB"
-    if workers > 0:
-        return False, f"data.workers={workers} (each worker would fill its own copy; set data.cache: true)"
     available = available_memory()
     budget = CACHE_MAX_BYTES if available is None else min(CACHE_MAX_BYTES, int(available * CACHE_FRACTION))
     if need > budget:

@@ -81,6 +81,7 @@ class _Run:
     scaler: Any
     precision: str  # fp32, bf16 or fp16: the autocast of forward passes (train.precision resolved)
     channels_last: bool  # semantic models and their inputs in NHWC
+    fast_paths: str  # what was chosen and why, for the start-of-run line and run.json (``_fast_paths_line``)
     steps: int  # the schedule's length in iterations
 
     @property
@@ -102,19 +103,16 @@ def build_train_loader(
                         f"{problem}; `seglab data check` lists them all")
     if d.patches is not None:  # DeepMask's training patches (sec. 3.1), cut from the images by a wrapper
         dataset = PatchSampler(dataset, **d.patches.model_dump())
-    transforms = task.train_transforms(d)
+    cached, why = False, "data.cache applies to semantic data without patches"
     if task.name == "semantic" and d.patches is None:  # decode (and resize) each image once: seglab.data.cache
         cached, why = cache_decision(d.cache, dataset, d.resize, workers=d.workers)
-        if cached:
-            dataset = DecodedCache(dataset, d.resize)
-            transforms = task.train_transforms(d.model_copy(update={"resize": None}))  # resized in the cache
-            if d.workers > 0:
-                dataset.fill()  # before the workers fork, so they share one filled cache
-        cache_note = f"decoded once and cached ({why})" if cached else f"decoded every epoch ({why})"
-    else:
-        cache_note = "decoded every epoch (data.cache applies to semantic data without patches)"
+    if cached:
+        dataset = DecodedCache(dataset, d.resize)
+        if d.workers > 0:
+            dataset.fill()  # before the workers fork, so they share one filled cache
+    transforms = task.train_transforms(d.model_copy(update={"resize": None}) if cached else d)  # cache resized
     seeded = SeededTransforms(dataset, transforms, seed=recipe.train.seed)
-    seeded.note = cache_note
+    seeded.note = f"decoded once and cached ({why})" if cached else f"decoded every epoch ({why})"
     if len(seeded) < d.batch_size * info.world_size:
         raise ConfigError(
             f"data.batch_size={d.batch_size} x {info.world_size} process(es) exceeds the "
@@ -195,8 +193,7 @@ def train(
             + (f", resuming at step {step}" if resume else ""),
             soft_wrap=True,  # one line in logs, however narrow the terminal
         )
-        console.print(f"  {_fast_paths_line(run)}; images {run.seeded.note}", soft_wrap=True, highlight=False,
-                      markup=False)
+        console.print(f"  {run.fast_paths}", soft_wrap=True, highlight=False, markup=False)
     try:
         with progress_bar(console, enabled=progress and info.is_main) as bar:
             step, metrics = _loop(run, out_dir, logger, bar, step=step, best=best, total=total)
@@ -207,7 +204,7 @@ def train(
         save_weights(run.model, out_dir / "final", {**_weights_config(recipe, run.dataset, run.model), "step": step,
                                                     "metrics": _recorded(metrics)})
         _record_session(out_dir, info, recipe, started=started, seconds=time.perf_counter() - start_time,
-                        steps=(first_step, step), fast_paths=f"{_fast_paths_line(run)}; images {run.seeded.note}")
+                        steps=(first_step, step), fast_paths=run.fast_paths)
     logger.close()
     barrier()
     shutdown_distributed()
@@ -225,16 +222,17 @@ def _build(recipe: Recipe, task: Any, info: DistInfo) -> _Run:
     _check_patches(recipe, model)
     optimizer = build_optimizer(recipe.optim, model)
     schedule = resolve_schedule(recipe.schedule, len(loader))  # epochs and schedule.scale -> iterations
-    precision, _ = resolve_precision(recipe.train.precision, info.device, field="train.precision")
+    precision, why = resolve_precision(recipe.train.precision, info.device, field="train.precision")
     channels_last = recipe.train.channels_last and task.name == "semantic"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    fast_paths = f"{_fast_paths_line(recipe, task, precision, why, channels_last)}; images {seeded.note}"
     return _Run(
         recipe=recipe, task=task, info=info, loader=loader, seeded=seeded, sampler=sampler, val_loader=val_loader,
         model=model, ddp_model=DistributedDataParallel(model) if info.distributed else model, optimizer=optimizer,
         scheduler=build_scheduler(schedule, optimizer),
         scaler=torch.amp.GradScaler(info.device.type, enabled=precision == "fp16"),  # bf16 needs no loss scaling
-        precision=precision, channels_last=channels_last, steps=schedule.steps,
+        precision=precision, channels_last=channels_last, fast_paths=fast_paths, steps=schedule.steps,
     )
 
 
@@ -327,16 +325,15 @@ def _loop(run: _Run, out_dir: Path, logger: MetricsLogger, bar: Any, *, step: in
     return step, metrics
 
 
-def _fast_paths_line(run: _Run) -> str:
-    """``precision bf16 (train.precision auto), channels_last``; with auto's reason where it chose fp32."""
-    setting = run.recipe.train.precision
-    _, why = resolve_precision(setting, run.info.device, field="train.precision")
-    chosen = f"precision {run.precision}"
-    if setting != run.precision:
+def _fast_paths_line(recipe: Recipe, task: Any, precision: str, why: str | None, channels_last: bool) -> str:
+    """``precision bf16 (train.precision auto), channels_last``; with auto's reason ``why`` where it chose fp32."""
+    setting = recipe.train.precision
+    chosen = f"precision {precision}"
+    if setting != precision:
         chosen += f" (train.precision {setting}" + (f": {why})" if why else ")")
-    if run.channels_last:
+    if channels_last:
         return f"{chosen}, channels_last"
-    return f"{chosen}, contiguous" + (" (train.channels_last false)" if run.task.name == "semantic" else "")
+    return f"{chosen}, contiguous" + (" (train.channels_last false)" if task.name == "semantic" else "")
 
 
 def _eval_model(run: _Run) -> nn.Module:

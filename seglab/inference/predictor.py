@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,3 +202,8 @@ class Predictor:
 
     def describe(self) -> dict[str, Any]:
         return {k: self.config.get(k) for k in ("model", "num_classes", "dataset", "input_size", "step")}
+
+
+# The options only a semantic predictor takes (sliding windows, TTA, fast paths): seglab.Predictor refuses
+# them for instance and panoptic models.
+SEMANTIC_OPTIONS = frozenset(inspect.signature(Predictor._setup).parameters) - {"self", "model", "config", "device"}
