@@ -11,6 +11,7 @@ folder that ``load``, ``seglab eval``, ``seglab predict`` and ``seglab export`` 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -81,10 +82,11 @@ def Predictor(model_or_path: nn.Module | str | Path, *, device: str = "cpu", **o
     and applies exactly the preprocessing of ``seglab predict`` (the checkpoint's input size and
     normalisation). ``options`` go to the semantic predictor (``tile``, ``overlap``, ``scale``, ``tta``,
     ``tta_scales``, ``batch_size``: sliding windows and TTA; ``precision``, ``compile``, ``fast``: the fast
-    paths) or the instance predictor (``score_threshold``, ``top``).
+    paths) or the instance predictor (``score_threshold``, ``top``, and ``precision``, ``fast``: Mask R-CNN's fast
+    paths).
 
     Raises:
-        ConfigError: a sliding-window or TTA option for an instance or panoptic model.
+        ConfigError: a sliding-window, TTA or fast-path option that the model's task does not take.
     """
     from seglab.engine.tasks import task_of_checkpoint  # noqa: PLC0415
     from seglab.inference.instance_predictor import InstancePredictor  # noqa: PLC0415
@@ -98,9 +100,9 @@ def Predictor(model_or_path: nn.Module | str | Path, *, device: str = "cpu", **o
         raise ConfigError(f"seglab.Predictor: this {type(model).__name__} was not built by seglab.create_model or "
                           "seglab.load; pass a checkpoint folder or such a model")
     task = task_of_checkpoint(config).name
-    semantic_only = sorted(set(options) & SEMANTIC_OPTIONS)
+    kind = {"instance": InstancePredictor, "panoptic": PanopticPredictor}.get(task, SemanticPredictor)
+    semantic_only = sorted(set(options) & (SEMANTIC_OPTIONS - set(inspect.signature(kind._setup).parameters)))
     if semantic_only and task != "semantic":
         raise ConfigError(f"seglab.Predictor: {', '.join(semantic_only)} (sliding windows, TTA, fast paths) apply to "
                           f"semantic models; this is {'an' if task[0] in 'aeiou' else 'a'} {task} model")
-    kind = {"instance": InstancePredictor, "panoptic": PanopticPredictor}.get(task, SemanticPredictor)
     return kind.from_model(model, config, device=device, **options)

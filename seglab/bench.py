@@ -36,6 +36,7 @@ import torch
 
 from seglab.formatting import json_safe
 from seglab.inference.fast import fast_model
+from seglab.inference.fast_instance import fast_instance_model
 from seglab.models.cost import COST_SIZE, model_cost
 from seglab.recipes import load_recipe, model_kwargs, recipes_for
 from seglab.registry import create_model, list_models, model_spec
@@ -89,7 +90,8 @@ def cpu_recipe_for(model: str) -> str | None:
 def measure_latency(model: str, *, size: tuple[int, int] = COST_SIZE, repeats: int = 3,
                     num_classes: int = COST_CLASSES, precision: str = "auto") -> float:
     """Median seconds of one eval forward of ``model`` (default arguments) on one ``size`` image; a semantic
-    model through ``fast_model`` (``precision``; ``"off"``: the model as built, fp32 contiguous).
+    model through ``fast_model``, an instance model through ``fast_instance_model`` (only one that names its
+    ``autocast_stages`` changes) at ``precision`` (``"off"``: the model as built, fp32 contiguous).
 
     A second stage built without a proposer (SDS, MultiPath: ``proposer`` None) is timed on its fixed
     load, ``cost_forward`` (SDS 2000 regions, MultiPath 400 proposals; the proposer not included).
@@ -98,8 +100,11 @@ def measure_latency(model: str, *, size: tuple[int, int] = COST_SIZE, repeats: i
     net = create_model(model, num_classes=num_classes).eval()
     forward = net.cost_forward if getattr(net, "proposer", True) is None else net
     images = torch.rand(1, 3, *size)
-    if model_spec(model).task == "semantic" and precision != "off":
+    task = model_spec(model).task
+    if task == "semantic" and precision != "off":
         forward = fast_model(net, device="cpu", precision=precision, example=images)
+    elif task == "instance" and precision != "off" and forward is net:  # Mask R-CNN; others stay as built
+        forward = fast_instance_model(net, device="cpu", precision=precision, example=images[0])[0]
     times = []
     with torch.no_grad():
         for i in range(repeats + 1):

@@ -58,9 +58,9 @@ def eval_checkpoint(
     check_tile_fits(inference, model, name=config["model"])
     tiling = {} if inference is None else {"inference": inference}  # default: exactly the path training evaluates
     check_fast_flags(task.name, precision=precision, compile=compile_model, fast=fast)
-    if task.name == "semantic":  # instance and panoptic models run in fp32 as loaded
+    if task.name in ("semantic", "instance"):  # panoptic models run in fp32 as loaded
         model, paths = fast_runner(model, config, device=resolve_device(device), precision=precision,
-                                   compile=compile_model, enabled=fast)
+                                   compile=compile_model, enabled=fast, task=task.name)
         if fmt is OutputFormat.table:
             err_console.print(f"runs with: {paths.describe()}", highlight=False, markup=False)
     if save_confusion is not None:

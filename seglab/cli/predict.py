@@ -52,8 +52,10 @@ def predict(
                       f"COCO panoptic format (panoptic.json, panoptic/) to {out}")
         return
     if task == "instance":
-        written = InstancePredictor(checkpoint, device=device, score_threshold=score_threshold,
-                                    top=top).predict_files(source, out)
+        instances = InstancePredictor(checkpoint, device=device, score_threshold=score_threshold, top=top,
+                                      precision=precision, fast=fast)
+        err_console.print(f"runs with: {instances.fast_paths.describe()}", highlight=False, markup=False)
+        written = instances.predict_files(source, out)
         count = sum(w.detections for w in written)
         console.print(f"wrote {len(written)} overlays and {count} detections ({written[0].results.name}) to {out}"
                       if written else f"no images found in {source}")

@@ -20,11 +20,11 @@ SCALE_HELP = ("model pixels per image pixel inside tiles (default 1.0; e.g. 0.5 
 TTA_HELP = "semantic models: test-time augmentation: mean of probabilities over horizontal flip x --tta-scales"
 TTA_SCALES_HELP = "TTA ratios of the input size, comma-separated (default 0.5,0.75,1,1.25,1.5,1.75; implies --tta)"
 
-PRECISION_HELP = ("semantic models: auto (bf16 autocast on CUDA and on CPUs with AVX512-BF16 or AMX, else fp32), "
-                  "fp32, bf16 or fp16 (GPUs)")
+PRECISION_HELP = ("semantic models and Mask R-CNN: auto (bf16 autocast on CUDA and on CPUs with AVX512-BF16 or "
+                  "AMX, else fp32), fp32, bf16 or fp16 (GPUs)")
 COMPILE_HELP = "semantic models: run the model through torch.compile (a slow first image, faster after)"
-FAST_HELP = ("semantic models: fold batch norms, channels_last and --precision (default); --no-fast runs the "
-             "model exactly as loaded, in fp32")
+FAST_HELP = ("semantic models and Mask R-CNN: fold batch norms, channels_last and --precision (default); "
+             "--no-fast runs the model exactly as loaded, in fp32")
 
 
 Tile = Annotated[int, typer.Option(help=TILE_HELP)]
@@ -38,12 +38,16 @@ Fast = Annotated[bool, typer.Option("--fast/--no-fast", help=FAST_HELP)]
 
 
 def check_fast_flags(task: str, *, precision: str, compile: bool, fast: bool) -> None:  # noqa: A002
-    """Refuse fast-path flags other than the defaults on a non-semantic checkpoint (ConfigError naming them)."""
+    """Refuse fast-path flags other than the defaults where they do not apply (ConfigError naming them):
+    all of them on a panoptic checkpoint, ``--compile`` on an instance one."""
     given = [flag for flag, changed in (("--precision", precision != "auto"), ("--compile", compile),
                                         ("--no-fast", not fast)) if changed]
-    if given and task != "semantic":
-        raise ConfigError(f"{', '.join(given)}: the inference fast paths apply to semantic models; this checkpoint "
-                          f"is a {task} model (it runs in fp32)")
+    if task == "instance" and compile:
+        raise ConfigError("--compile applies to semantic models; instance models run eagerly (with --precision "
+                          "and the other fast paths where the model names its stages, as Mask R-CNN does)")
+    if given and task not in ("semantic", "instance"):
+        raise ConfigError(f"{', '.join(given)}: the inference fast paths apply to semantic and instance models; "
+                          f"this checkpoint is a {task} model (it runs in fp32)")
 
 
 def semantic_inference(task: str, *, tile: int | None, overlap: float | None, scale: float | None, tta: bool,

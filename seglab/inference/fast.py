@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torchvision.ops import FrozenBatchNorm2d
 
 from seglab.engine.machine import describe_machine
 from seglab.errors import ConfigError
@@ -77,12 +79,13 @@ def describe_precision(precision: str, task: str = "semantic") -> str:
     Raises:
         ConfigError: an unknown precision (before any model is timed).
     """
-    if task != "semantic":
+    if task == "panoptic":
         return "fp32 eager"
     if precision == "off":
         return "fp32 eager (fast paths off)"
     chosen, why = resolve_precision(precision, "cpu")
-    return f"{chosen}, channels_last, batch norms folded" + (f" ({why})" if why else "")
+    scope = "" if task == "semantic" else " where a model names its stages (Mask R-CNN; others fp32 eager)"
+    return f"{chosen}, channels_last, batch norms folded{scope}" + (f" ({why})" if why else "")
 
 
 class FastModel(nn.Module):
@@ -134,13 +137,22 @@ def fast_model(model: nn.Module, *, device: torch.device | str, precision: str =
 
 
 def fast_runner(model: nn.Module, config: dict[str, Any], *, device: torch.device | str, precision: str = "auto",
-                compile: bool = False, enabled: bool = True) -> tuple[nn.Module, FastPaths]:  # noqa: A002
-    """(the module to run, its ``FastPaths``) for a checkpoint's semantic ``model``: ``fast_model`` checked on
-    one input of the checkpoint's ``input_size`` (else 128 px, rounded up to the model's input multiple),
-    or, with ``enabled`` False, the model itself in fp32 as loaded (``seglab predict --no-fast``)."""
+                compile: bool = False, enabled: bool = True,  # noqa: A002
+                task: str = "semantic") -> tuple[nn.Module, FastPaths]:
+    """(the module to run, its ``FastPaths``) for a checkpoint's ``model``: a semantic one through ``fast_model``
+    checked on one input of the checkpoint's ``input_size`` (else 128 px, rounded up to the model's input
+    multiple), an instance one through ``fast_instance_model`` (a model that names its ``autocast_stages``),
+    a panoptic one as loaded; with ``enabled`` False, the model itself in fp32 as loaded (``--no-fast``)."""
     if not enabled:
         resolve_precision(precision, device)  # still refuse a bad --precision
         return model, FastPaths(precision="fp32", skipped=["fast paths turned off (--no-fast)"])
+    if task == "instance":
+        from seglab.inference.fast_instance import fast_instance_model  # noqa: PLC0415 - imports this module
+
+        return fast_instance_model(model, device=device, precision=precision)
+    if task != "semantic":
+        resolve_precision(precision, device)
+        return model, FastPaths(precision="fp32", skipped=[f"{task} models run in fp32 as loaded"])
     multiple = max(int(getattr(model, "input_multiple", 1)), 1)
     side = max(128, int(getattr(model, "min_size", 1)))
     height, width = config.get("input_size") or (side, side)
@@ -151,32 +163,39 @@ def fast_runner(model: nn.Module, config: dict[str, Any], *, device: torch.devic
 
 
 @torch.no_grad()
-def fold_batchnorm(model: nn.Module, *, example: Tensor | None = None,
-                   device: torch.device | str = "cpu") -> tuple[nn.Module, int, str | None]:
-    """A copy of ``model`` with each Conv2d -> BatchNorm2d pair (found by running ``example``) fused into one
-    convolution, the batch norm replaced by Identity. Returns (model, pairs folded, why nothing was folded).
+def fold_batchnorm(model: nn.Module, *, example: Tensor | None = None, device: torch.device | str = "cpu",
+                   outputs: Callable[[nn.Module, Tensor], list[Tensor]] | None = None) -> tuple[nn.Module, int, str | None]:
+    """A copy of ``model`` with each Conv2d -> BatchNorm2d (or torchvision's FrozenBatchNorm2d) pair, found by
+    running ``example``, fused into one convolution, the batch norm replaced by Identity. Returns (model,
+    pairs folded, why nothing was folded).
 
     A pair is folded only when the batch norm's input is the convolution's output and both run once; the
-    copy's output is compared with the original's, and the original is returned if they differ.
+    copy's ``outputs(model, example)`` (default: a semantic model's logits) are compared with the original's,
+    and the original is returned if they differ.
     """
     example = torch.rand(1, 3, 128, 128, device=device) if example is None else example.to(device)
-    pairs = _conv_bn_pairs(model, example)
+    outputs = outputs or _logits
+    pairs = _conv_bn_pairs(model, lambda: outputs(model, example))
     if not pairs:
         return model, 0, None
     folded = copy.deepcopy(model)
     for conv_name, bn_name in pairs:
         conv, bn = folded.get_submodule(conv_name), folded.get_submodule(bn_name)
-        _set_submodule(folded, conv_name, fuse_conv_bn_eval(conv, bn))
-        _set_submodule(folded, bn_name, nn.Identity())
-    expected, got = model(example).logits, folded(example).logits
-    scale = float(expected.abs().max()) or 1.0
-    if not torch.allclose(got, expected, rtol=1e-3, atol=1e-4 * scale):
-        return model, 0, "batch-norm folding changed the outputs of this model, so it was not folded"
+        set_submodule(folded, conv_name, fuse_conv_bn_eval(conv, bn))
+        set_submodule(folded, bn_name, nn.Identity())
+    for expected, got in zip(outputs(model, example), outputs(folded, example), strict=True):
+        scale = float(expected.abs().max()) if expected.numel() else 1.0
+        if not torch.allclose(got, expected, rtol=1e-3, atol=1e-4 * (scale or 1.0)):
+            return model, 0, "batch-norm folding changed the outputs of this model, so it was not folded"
     return folded, len(pairs), None
 
 
-def _conv_bn_pairs(model: nn.Module, example: Tensor) -> list[tuple[str, str]]:
-    """(conv name, bn name) of the BatchNorm2d layers whose input is a Conv2d's output, each run once."""
+def _logits(model: nn.Module, example: Tensor) -> list[Tensor]:
+    return [model(example).logits]
+
+
+def _conv_bn_pairs(model: nn.Module, run: Callable[[], object]) -> list[tuple[str, str]]:
+    """(conv name, bn name) of the batch norms whose input is a Conv2d's output, each run once in ``run()``."""
     produced: dict[int, str] = {}  # id of a conv's output tensor -> conv name
     alive: list[Tensor] = []  # conv outputs kept referenced while tracing, so no later tensor reuses their id
     calls: dict[str, int] = {}
@@ -200,10 +219,10 @@ def _conv_bn_pairs(model: nn.Module, example: Tensor) -> list[tuple[str, str]]:
     for name, module in model.named_modules():
         if type(module) is nn.Conv2d:
             hooks.append(module.register_forward_hook(after_conv(name)))
-        elif type(module) is nn.BatchNorm2d and module.track_running_stats:
+        elif (type(module) is nn.BatchNorm2d and module.track_running_stats) or type(module) is FrozenBatchNorm2d:
             hooks.append(module.register_forward_pre_hook(before_bn(name)))
     try:
-        model(example)
+        run()
     finally:
         for hook in hooks:
             hook.remove()
@@ -211,6 +230,6 @@ def _conv_bn_pairs(model: nn.Module, example: Tensor) -> list[tuple[str, str]]:
     return [(c, b) for c, b in pairs if calls.get(c) == 1 and calls.get(b) == 1]
 
 
-def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
+def set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
     parent, _, child = name.rpartition(".")
     setattr(root.get_submodule(parent) if parent else root, child, module)

@@ -22,6 +22,7 @@ from seglab.engine.device import resolve_device
 from seglab.data import list_images, read_image
 from seglab.data.render import draw_instances
 from seglab.engine.checkpoint import load_model
+from seglab.inference.fast import fast_runner
 from seglab.errors import ConfigError, InputError
 from seglab.inference.predictor import as_image, prepare_image, preprocessing
 from seglab.metrics.coco import encode_masks
@@ -52,26 +53,32 @@ class InstancePredictor:
         device: "cpu", "cuda", ...
         score_threshold: the lowest score drawn in overlays; results.json keeps every detection.
         top: draw at most this many detections, best first (None: all above the threshold).
+        precision, fast: the inference fast paths (``seglab.inference.fast_instance``) for a model that names its
+            ``autocast_stages`` (Mask R-CNN): "auto" runs them in bf16 where the CPU has AVX512-BF16 or AMX (and on
+            CUDA); other models, and ``fast=False``, run in fp32 as loaded.
 
     Class-agnostic proposal models (``ModelSpec.outputs == "proposals"``: DeepMask, SharpMask) draw
     their ``top`` proposals (10 unless given) whatever their score, labelled "object".
     """
 
     def __init__(self, checkpoint: str | Path, *, device: str = "cpu", score_threshold: float | None = None,
-                 top: int | None = None) -> None:
+                 top: int | None = None, precision: str = "auto", fast: bool = True) -> None:
         model, config = load_model(checkpoint, device=device)
-        self._setup(model, config, device=device, score_threshold=score_threshold, top=top)
+        self._setup(model, config, device=device, score_threshold=score_threshold, top=top, precision=precision,
+                    fast=fast)
 
     @classmethod
     def from_model(cls, model: nn.Module, config: dict[str, Any], *, device: str = "cpu",
-                   score_threshold: float | None = None, top: int | None = None) -> InstancePredictor:
+                   score_threshold: float | None = None, top: int | None = None, precision: str = "auto",
+                   fast: bool = True) -> InstancePredictor:
         """A predictor around a built model; ``config`` as in a checkpoint's config.json (classes, ...)."""
         predictor = cls.__new__(cls)
-        predictor._setup(model, config, device=device, score_threshold=score_threshold, top=top)
+        predictor._setup(model, config, device=device, score_threshold=score_threshold, top=top,
+                         precision=precision, fast=fast)
         return predictor
 
     def _setup(self, model: nn.Module, config: dict[str, Any], *, device: str, score_threshold: float | None,
-               top: int | None) -> None:
+               top: int | None, precision: str = "auto", fast: bool = True) -> None:
         name = config.get("model")
         self.proposals = name in list_models(task="instance") and model_spec(name).outputs == "proposals"
         if score_threshold is None:
@@ -86,6 +93,8 @@ class InstancePredictor:
         self.config = config
         self.score_threshold = score_threshold
         self.preprocess = preprocessing(config)
+        self.runner, self.fast_paths = fast_runner(self.model, config, device=self.device, precision=precision,
+                                                   enabled=fast, task="instance")
 
     @property
     def classes(self) -> list[str]:
@@ -106,7 +115,7 @@ class InstancePredictor:
             got = list(image.shape) if isinstance(image, Tensor) else type(image).__name__
             raise InputError(f"InstancePredictor.predict: image is {got}; expected one [3, H, W] tensor "
                              "(uint8, or float in [0, 1]); drop the batch dimension with images[0]")
-        prediction = self.model([prepare_image(image, self.preprocess).to(self.device)])[0]
+        prediction = self.runner([prepare_image(image, self.preprocess).to(self.device)])[0]
         return prediction.to("cpu")
 
     def predict_files(self, source: str | Path, out_dir: str | Path) -> list[PredictedInstances]:

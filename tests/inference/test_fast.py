@@ -160,7 +160,10 @@ def test_fast_path_flags_are_checked(saved_unet: object, tmp_path: object) -> No
                 "--precision", "fp16"]) == 2  # fp16 on a CPU: a one-line error, exit code 2
     small = seglab.model_spec("mask_rcnn_resnet50_fpn").test_kwargs
     mask_rcnn = seglab.save(seglab.create_model("mask_rcnn_resnet50_fpn", num_classes=3, **small), tmp_path / "mrcnn")
-    with pytest.raises(ConfigError, match="apply to semantic models"):
-        seglab.Predictor(mask_rcnn, precision="bf16")
+    assert seglab.Predictor(mask_rcnn, precision="bf16").fast_paths.precision == "bf16"  # Mask R-CNN names its stages
+    with pytest.raises(ConfigError, match="compile .*apply to semantic models"):
+        seglab.Predictor(mask_rcnn, compile=True)
     assert run(["predict", str(mask_rcnn), str(tmp_path / "a.png"), "--out", str(tmp_path / "r"),
-                "--precision", "bf16"]) == 2
+                "--precision", "bf16"]) == 0
+    assert run(["predict", str(mask_rcnn), str(tmp_path / "a.png"), "--out", str(tmp_path / "s"),
+                "--compile"]) == 2  # instance models run eagerly: a one-line error

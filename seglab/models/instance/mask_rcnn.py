@@ -45,6 +45,10 @@ TORCHVISION_COCO_V1 = "maskrcnn_resnet50_fpn_coco-"  # file name prefix of torch
 class MaskRCNN(TwoStageSegmenter):
     """Backbone + FPN -> RPN -> RoIAlign -> box head and mask head (TwoStageSegmenter's data flow)."""
 
+    # The convolution/linear stacks that seglab.inference.fast_instance runs in bf16 where the hardware has it;
+    # anchors, box decoding, NMS and mask pasting between them stay float32.
+    autocast_stages = ("backbone", "neck", "proposer.head", "box_head", "mask_head")
+
 
 def mask_rcnn(
     *, num_classes: int, backbone: str = "resnet50", fpn_channels: int = 256, box_hidden: int = 1024,
