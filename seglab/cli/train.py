@@ -54,6 +54,8 @@ def train(
     resume: bool = typer.Option(False, help="continue from OUT/last.pt"),
     device: str = typer.Option(None, help="cpu, cuda, cuda:1 (default: cuda when available)"),
     max_steps: int = typer.Option(None, help="stop after this many steps"),
+    max_minutes: float = typer.Option(None, help="stop after the step that ends past this many minutes (setup "
+                                                  "included); the run ends as a finished one, resumable"),
     eval_max_items: int = typer.Option(None, help="validate on the first N items only (a smoke run in seconds)"),
     images: Path = typer.Option(None, help="your own data: a folder of images (with --masks and --classes)"),
     masks: Path = typer.Option(None, help="your own data: index masks paired with --images by file name"),
@@ -92,7 +94,8 @@ def train(
     if out.exists() and (out / "last.pt").exists() and not resume:
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     result = run_training(config, out_dir=out, resume=resume, device=device, max_steps=max_steps,
-                          console=console, progress=not quiet)
+                          max_seconds=None if max_minutes is None else max_minutes * 60, console=console,
+                          progress=not quiet)
     if os.environ.get("RANK", "0") != "0":
         return
     line = f"done: {result.steps} steps in {result.seconds:.0f} s"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,6 +150,16 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
     value = value.detach().clone()
     dist.all_reduce(value)
     return value / dist.get_world_size()
+
+
+def past_deadline(deadline: float) -> bool:
+    """Whether ``time.perf_counter()`` is past ``deadline`` on any process (all agree, so all stop together)."""
+    late = time.perf_counter() > deadline
+    if not (dist.is_available() and dist.is_initialized()):
+        return late
+    flag = torch.tensor([float(late)], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 def barrier() -> None:

@@ -36,7 +36,7 @@ from seglab.engine.checkpoint import (
     tensors_to_lists,
     unwrap,
 )
-from seglab.engine.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
+from seglab.engine.distributed import DistInfo, barrier, init_distributed, past_deadline, shutdown_distributed
 from seglab.engine.logging import TENSORBOARD_MISSING, MetricsLogger
 from seglab.engine.machine import describe_machine
 from seglab.engine.optim import build_optimizer, build_scheduler, resolve_schedule
@@ -157,6 +157,7 @@ def train(
     resume: bool = False,
     device: str | None = None,
     max_steps: int | None = None,
+    max_seconds: float | None = None,
     console: Console | None = None,
     progress: bool = True,
 ) -> TrainResult:
@@ -168,10 +169,16 @@ def train(
         device: "cpu", "cuda"...; default CUDA when available.
         max_steps: stop after this many steps (the schedule still spans ``schedule.steps``); for
             smoke tests and for simulating an interruption.
+        max_seconds: stop after the step that ends past this many seconds from the start of this call
+            (setup included); like ``max_steps`` the schedule still spans ``schedule.steps``, and the run ends
+            as a finished one would (evaluation, ``final/``, a ``last.pt`` that ``resume`` continues). Every
+            process stops at the same step.
     """
     if max_steps is not None and max_steps < 1:
         raise ConfigError(f"--max-steps must be at least 1, got {max_steps} (a run of no steps would write an "
                           "untrained final/)")
+    if max_seconds is not None and not max_seconds > 0:
+        raise ConfigError(f"--max-minutes must be above 0, got {max_seconds / 60:g}")
     task = task_of(recipe.model.name)  # an unknown model fails here, before any data is read
     info = init_distributed(device)
     console = console or Console()
@@ -196,10 +203,15 @@ def train(
         console.print(f"  {run.fast_paths}", soft_wrap=True, highlight=False, markup=False)
     try:
         with progress_bar(console, enabled=progress and info.is_main) as bar:
-            step, metrics = _loop(run, out_dir, logger, bar, step=step, best=best, total=total)
+            deadline = None if max_seconds is None else start_time + max_seconds
+            step, metrics = _loop(run, out_dir, logger, bar, step=step, best=best, total=total, deadline=deadline)
     except KeyboardInterrupt:
         logger.close()
         raise Interrupted(_resume_hint(out_dir)) from None
+    if info.is_main and step < total:
+        console.print(f"  stopped at the time limit ({max_seconds / 60:g} min) after step {step} of {total}; "
+                      f"`seglab train --resume` continues the schedule", highlight=False, markup=False,
+                      soft_wrap=True)
     if info.is_main:
         save_weights(run.model, out_dir / "final", {**_weights_config(recipe, run.dataset, run.model), "step": step,
                                                     "metrics": _recorded(metrics)})
@@ -279,8 +291,9 @@ def _restore(run: _Run, out_dir: Path) -> tuple[int, float]:
 
 
 def _loop(run: _Run, out_dir: Path, logger: MetricsLogger, bar: Any, *, step: int, best: float,
-          total: int) -> tuple[int, dict[str, Any]]:
-    """Steps until ``total``: optimise, log, evaluate (keeping ``best/``), checkpoint. Returns (step, metrics)."""
+          total: int, deadline: float | None = None) -> tuple[int, dict[str, Any]]:
+    """Steps until ``total``, or the first step that ends past ``deadline`` (``time.perf_counter``): optimise,
+    log, evaluate (keeping ``best/``), checkpoint. Returns (step, metrics)."""
     recipe, info = run.recipe, run.info
     config = _weights_config(recipe, run.dataset, run.model)
     per_epoch = len(run.loader)  # batches per rank and epoch (drop_last)
@@ -300,6 +313,8 @@ def _loop(run: _Run, out_dir: Path, logger: MetricsLogger, bar: Any, *, step: in
                                      run.scaler, recipe=recipe, device=info.device, precision=run.precision,
                                      step=step)
             step += 1
+            if deadline is not None and step < total and past_deadline(deadline):
+                total = step  # the last step: evaluate, checkpoint and log as at the schedule's end
             loss = sum(losses.values())
             bar.update(progress_task, completed=step, description=f"training loss {loss:.4f}")
             if step % recipe.train.log_every == 0 or step == total:

@@ -43,6 +43,20 @@ def test_resume_mid_epoch_gives_identical_weights(tiny_recipe_file: Path, tmp_pa
     )
 
 
+def test_a_time_limit_ends_the_run_as_finished_and_resume_completes_it(tiny_recipe_file: Path, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture) -> None:
+    recipe = load_recipe(tiny_recipe_file)
+    train(recipe, out_dir=tmp_path / "full", progress=False)
+    cut = train(recipe, out_dir=tmp_path / "cut", progress=False, max_seconds=1e-3)  # past it after the first step
+    assert cut.steps == 1 and torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["step"] == 1
+    assert (tmp_path / "cut" / "final" / "model.safetensors").exists()
+    assert "stopped at the time limit" in capsys.readouterr().out
+    train(recipe, out_dir=tmp_path / "cut", progress=False, resume=True)
+    assert_same(weights(tmp_path / "full"), weights(tmp_path / "cut"))
+    with pytest.raises(ConfigError, match="--max-minutes must be above 0"):
+        train(recipe, out_dir=tmp_path / "never", progress=False, max_seconds=0)
+
+
 def test_resume_without_state_is_a_clear_error(tiny_recipe_file: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no training state"):
         train(load_recipe(tiny_recipe_file), out_dir=tmp_path / "none", resume=True, progress=False)
