@@ -1,13 +1,22 @@
-"""seglab's default inference path vs torchvision's eager fp32, side by side in one process (issue 16 part 1).
+"""seglab's default inference path vs torchvision's eager fp32, side by side in one run (issue 16 part 1).
 
-The same architecture and input: seglab's ``deeplabv3_resnet101`` (output stride 8, as torchvision's)
-run as ``seglab predict`` / ``seglab.Predictor`` run it by default (``seglab.inference.fast``: batch norm
-folded, channels_last, bf16 autocast where the CPU has AVX512-BF16 or AMX), against torchvision's
-``deeplabv3_resnet101`` in eager fp32 (random init, 21 classes, batch 1). Prints median seconds, the
-ratio seglab/torchvision (target <= 0.8 on a CPU with AMX), GFLOP/s, each fast path's own speed-up,
-argmax agreement of bf16 with fp32, and a measured roofline: fp32 and bf16 matmul and 3x3-conv probes.
+The same architecture, weights initialisation and input for three architectures, batch 1, random init:
 
-    python benchmarks/bench_inference_fast.py [--size 512] [--repeats 5] [--threads 2]
+- ``deeplabv3_resnet101``: seglab's model at output stride 8 (torchvision's) vs torchvision's, 21 classes;
+- ``fcn_resnet50``: torchvision's FCN-ResNet50 vs the same network composed of seglab's parts (dilated
+  ResNet-50 at output stride 8 + ``FCNHead``: 3x3 conv 2048->512, BN, ReLU, dropout, 1x1), 21 classes;
+- ``mask_rcnn_resnet50_fpn``: seglab's Mask R-CNN loaded with torchvision's random weights (FrozenBN, as
+  torchvision builds it for weights; benchmarks/bench_mask_rcnn.py), 91 classes, score threshold 0 so
+  both keep 100 detections and pay for 100 masks.
+
+seglab runs as ``seglab predict`` / ``seglab eval`` / ``seglab.Predictor`` run it by default
+(``seglab.inference.fast`` and ``fast_instance``: batch norms folded, channels_last, bf16 autocast where
+the CPU has AVX512-BF16 or AMX; Mask R-CNN's box arithmetic stays fp32). Prints median seconds, the ratio
+seglab/torchvision (target <= 0.8), GFLOP/s, each fast path's own speed-up, how much of eager fp32's
+output the default keeps, what was skipped on this CPU, and a measured roofline: fp32 and bf16 matmul
+and 3x3-conv probes.
+
+    python benchmarks/bench_inference_fast.py [--arch mask_rcnn_resnet50_fpn] [--size 512] [--repeats 3] [--threads 2]
 """
 
 from __future__ import annotations
@@ -22,11 +31,16 @@ from collections.abc import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-from torchvision.models.segmentation import deeplabv3_resnet101
+from torchvision.models.segmentation import deeplabv3_resnet101, fcn_resnet50
+from torchvision.ops import box_iou
 
 import seglab
+from seglab.backbones import build_backbone
 from seglab.engine.machine import describe_machine
+from seglab.heads.fcn_head import FCNHead
 from seglab.inference.fast import fast_model
+from seglab.inference.fast_instance import fast_instance_model
+from seglab.models.semantic.segmenter import SemanticSegmenter
 
 
 def median_seconds(run: Callable[[], object], repeats: int) -> float:
@@ -39,32 +53,55 @@ def median_seconds(run: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def variant_seconds(name: str, size: int, repeats: int, threads: int | None) -> list[float]:
+def variant_seconds(arch: str, name: str, size: int, repeats: int, threads: int | None) -> list[float]:
     """Seconds per call of one variant, measured in a fresh process (one model per process: fp32
     contiguous models run after channels_last/bf16 ones in the same process were measured up to 3x
     slower here, so sharing a process would bias the comparison)."""
-    command = [sys.executable, __file__, "--variant", name, "--size", str(size), "--repeats", str(repeats)]
+    command = [sys.executable, __file__, "--arch", arch, "--variant", name, "--size", str(size),
+               "--repeats", str(repeats)]
     command += ["--threads", str(threads)] if threads else []
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def build(name: str) -> Callable[[torch.Tensor], object]:
+ARCHITECTURES = ("deeplabv3_resnet101", "fcn_resnet50", "mask_rcnn_resnet50_fpn")
+VARIANTS = ("torchvision eager fp32", "seglab eager fp32", "seglab + fold BN", "seglab + fold BN + channels_last",
+            "seglab default (auto)")
+FAST_OPTIONS = {"seglab + fold BN": {"precision": "fp32", "channels_last": False},
+                "seglab + fold BN + channels_last": {"precision": "fp32"}, "seglab default (auto)": {"precision": "auto"}}
+
+
+def build(arch: str, name: str, size: int) -> Callable[[torch.Tensor], object]:
+    """One variant of one architecture, random init (torch.manual_seed(0)), eval mode, ready for ``x``."""
     torch.manual_seed(0)
-    if name == "torchvision eager fp32":
-        return deeplabv3_resnet101(weights=None, weights_backbone=None, num_classes=21, aux_loss=False).eval()
-    ours = seglab.create_model("deeplabv3_resnet101", num_classes=21, output_stride=8).eval()  # torchvision's OS
-    options = VARIANTS[name]
-    return ours if options is None else fast_model(ours, device="cpu", **options)
+    if arch == "mask_rcnn_resnet50_fpn":
+        return _mask_rcnn(name, size)
+    if name.startswith("torchvision"):
+        make = deeplabv3_resnet101 if arch == "deeplabv3_resnet101" else fcn_resnet50
+        return make(weights=None, weights_backbone=None, num_classes=21, aux_loss=False).eval()
+    if arch == "deeplabv3_resnet101":
+        ours = seglab.create_model("deeplabv3_resnet101", num_classes=21, output_stride=8).eval()  # torchvision's OS
+    else:  # torchvision's FCN-ResNet50, composed of seglab's parts: dilated ResNet-50 (OS 8) + the 3x3/1x1 FCNHead
+        ours = SemanticSegmenter(backbone=build_backbone("resnet50", output_stride=8),
+                                 head=FCNHead(2048, 21, in_key="c5"), num_classes=21, input_multiple=8).eval()
+    return ours if name == "seglab eager fp32" else fast_model(ours, device="cpu", **FAST_OPTIONS[name])
 
 
-VARIANTS = {
-    "torchvision eager fp32": None,
-    "seglab eager fp32": None,
-    "seglab + fold BN": {"precision": "fp32", "channels_last": False},
-    "seglab + fold BN + channels_last": {"precision": "fp32"},
-    "seglab default (auto)": {"precision": "auto"},
-}
+def _mask_rcnn(name: str, size: int) -> Callable[[torch.Tensor], object]:
+    """Mask R-CNN R50-FPN as torchvision builds it for weights (FrozenBN), the same random weights in both
+    (bench_mask_rcnn.build_pair), 100 detections kept (score threshold 0); ``x`` [1, 3, H, W] -> one image."""
+    from bench_mask_rcnn import build_pair
+
+    ours, theirs = build_pair(size, 91, torch.device("cpu"))
+    model, paths = (theirs if name.startswith("torchvision") else ours).eval(), None
+    if name in FAST_OPTIONS:
+        example = torch.rand(3, size, size)
+        model, paths = fast_instance_model(model, device="cpu", example=example, **FAST_OPTIONS[name])
+
+    def run(x: torch.Tensor) -> object:
+        return model(list(x))
+    run.paths = paths
+    return run
 
 
 def gflop(run: Callable[[], object]) -> float:
@@ -93,13 +130,14 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--variant", choices=list(VARIANTS), help=argparse.SUPPRESS)  # one measurement (child)
+    parser.add_argument("--arch", action="append", choices=ARCHITECTURES, help="default: all three")
+    parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)  # one measurement (child)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     x = torch.rand(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
     if args.variant:
-        model = build(args.variant)
+        model = build(args.arch[0], args.variant, args.size)
         with torch.no_grad():
             model(x)  # warm-up
             times = []
@@ -112,29 +150,47 @@ def main() -> None:
     machine = describe_machine()
     print(f"machine: {machine['cpu']}, {machine['torch_threads']} threads, flags {' '.join(machine['cpu_flags'])}, "
           f"torch {machine['torch']} ({machine['cpu_capability']})")
-    default = build("seglab default (auto)")
-    print(f"seglab default: {default.paths.describe()}")
+    for arch in args.arch or ARCHITECTURES:
+        report(arch, x, args)
+    print("\nroofline (GFLOP/s): " + ", ".join(f"{k} {v:.0f}" for k, v in roofline(args.repeats).items()))
+
+
+def report(arch: str, x: torch.Tensor, args: argparse.Namespace) -> None:
+    """Time every variant of ``arch`` (each in its own process, forward then reverse order) and print the table."""
+    size = args.size
+    print(f"\n{arch}, {size}x{size}, batch 1, random init")
     with torch.no_grad():
-        tv_flop = gflop(lambda: build("torchvision eager fp32")(x))
-        ours = build("seglab eager fp32")
-        our_flop = gflop(lambda: ours(x))
-        agree = (default(x).logits.argmax(1) == ours(x).logits.argmax(1)).float().mean().item()
+        theirs, ours, default = (build(arch, name, size) for name in
+                                 ("torchvision eager fp32", "seglab eager fp32", "seglab default (auto)"))
+        tv_flop, our_flop = gflop(lambda: theirs(x)), gflop(lambda: ours(x))
+        agree = agreement(arch, default(x), ours(x))
+    paths = default.paths
+    print(f"seglab default: {paths.describe()}")
     times: dict[str, list[float]] = {name: [] for name in VARIANTS}
     for order in (list(VARIANTS), list(reversed(VARIANTS))):  # forward then reverse: drift hits all alike
         for name in order:
-            times[name] += variant_seconds(name, args.size, args.repeats, args.threads)
+            times[name] += variant_seconds(arch, name, size, args.repeats, args.threads)
     seconds = {name: statistics.median(t) for name, t in times.items()}
     tv_s = seconds["torchvision eager fp32"]
-    print(f"\n{'variant (each in its own process)':36s} {'s/img':>7s} {'GFLOP':>7s} {'GFLOP/s':>8s} {'vs torchvision':>15s}")
+    print(f"{'variant (each in its own process)':36s} {'s/img':>7s} {'GFLOP':>7s} {'GFLOP/s':>8s} {'vs torchvision':>15s}")
     for name, s in seconds.items():
         flop = tv_flop if name.startswith("torchvision") else our_flop
         print(f"{name:36s} {s:7.3f} {flop:7.1f} {flop / s:8.1f} {s / tv_s:15.2f}")
-    skipped = [note for note in default.paths.skipped]
-    if skipped:
-        print("fast paths skipped here: " + "; ".join(skipped))
-    print(f"\nargmax labels of the default path equal to eager fp32: {agree:.4f} "
-          "(random init; the trained-checkpoint check is tests/inference/test_fast.py)")
-    print("roofline (GFLOP/s): " + ", ".join(f"{k} {v:.0f}" for k, v in roofline(args.repeats).items()))
+    if paths.skipped:
+        print("fast paths skipped here: " + "; ".join(paths.skipped))
+    print(f"{agree} (random init; the trained-checkpoint checks are tests/inference/test_fast.py and "
+          "test_fast_instance.py)")
+
+
+def agreement(arch: str, fast: object, eager: object) -> str:
+    """How much of eager fp32's output the default path keeps: argmax labels, or for Mask R-CNN the share of
+    eager's 100 boxes that the default path finds again (IoU > 0.9, same class)."""
+    if arch != "mask_rcnn_resnet50_fpn":
+        share = (fast.logits.argmax(1) == eager.logits.argmax(1)).float().mean().item()
+        return f"argmax labels of the default path equal to eager fp32: {share:.4f}"
+    (f,), (e,) = fast, eager
+    same = (box_iou(e.boxes_xyxy, f.boxes_xyxy) > 0.9) & (e.labels[:, None] == f.labels[None])
+    return f"eager fp32's {len(e)} detections found again by the default path: {same.any(1).float().mean():.3f}"
 
 
 if __name__ == "__main__":
