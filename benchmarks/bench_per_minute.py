@@ -7,9 +7,9 @@ Contestants, all from random init on CamVid train, scored the same way on the 10
   budget's data and optimiser (``recipes/_camvid_cpu_budget.yaml``: CamVid resized to 120x160, random
   scale 0.75-1.5, 120x160 crops, flips, batch 4, Adam 1e-3, weight decay 5e-4, poly 0.9, cross-entropy
   ignoring void), eager fp32: the loop a user writes around smp;
-- ``seglab:<recipe>``: ``seglab.engine.train`` on a recipe (default: every ``*_camvid_cpu`` recipe named
-  with ``--seglab``), as ``seglab train`` runs it (its defaults: bf16 where the CPU has it, channels_last,
-  the decoded-image cache).
+- ``seglab:<recipe>``: ``seglab.engine.train`` on a recipe or YAML file named with ``--seglab`` (default:
+  ``gcn_camvid_cpu_balanced``, ``gcn_camvid_cpu``, ``pspnet_resnet50_camvid_cpu``, ``unet_camvid_cpu``), as
+  ``seglab train`` runs it (its defaults: bf16 where the CPU has it, channels_last, the decoded-image cache).
 
 The budget is wall clock (``--minutes``, e.g. 5 and 15). A contestant's step time is probed first
 (the difference of a 4-step and a 24-step run, outside the budget); its schedule then gets
@@ -43,7 +43,7 @@ DATA_FROM = "unet_camvid_cpu"  # based on _camvid_cpu_budget, which has no model
 SIZE, BATCH, CLASSES, IGNORE = (120, 160), 4, 11, 255
 PEERS = ("smp_pspnet_r50_d3", "smp_unet_r18")
 PROBE_STEPS = 24  # 4 vs 12 steps misjudged a seglab step by 1.5x (0.156 s probed, 0.23 s run)
-DEFAULT_SEGLAB = ("pspnet_resnet50_camvid_cpu", "gcn_camvid_cpu", "unet_camvid_cpu")
+DEFAULT_SEGLAB = ("gcn_camvid_cpu_balanced", "gcn_camvid_cpu", "pspnet_resnet50_camvid_cpu", "unet_camvid_cpu")
 
 
 class SmpSegmenter(nn.Module):
