@@ -85,16 +85,23 @@ def run(argv: list[str] | None = None) -> int:
     shown = warnings.showwarning
     warnings.showwarning = _show_warning
     try:
-        app(args=argv, prog_name="seglab")
-    except SystemExit as exc:  # typer ends every command (and --help, and usage errors) this way
-        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-        if code == 130:  # typer's answer to a Ctrl-C outside a training run
-            err_console.print("[bold yellow]interrupted[/] (Ctrl-C)", highlight=False)
-        return code
-    except Exception as exc:  # noqa: BLE001 - the one place every error becomes one line
+        try:
+            app(args=argv, prog_name="seglab")
+        except SystemExit as exc:  # typer ends every command (and --help, and usage errors) this way
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+            if code == 130:  # typer's answer to a Ctrl-C outside a training run
+                err_console.print("[bold yellow]interrupted[/] (Ctrl-C)", highlight=False)
+            return code
+        except Exception as exc:  # noqa: BLE001 - the one place every error becomes one line
+            if os.environ.get("SEGLAB_DEBUG") == "1":
+                raise
+            return _report(exc)
+    except SeglabError as late:
+        # Under torchrun: the SIGTERM that stops the other ranks raised (once) while this rank was already
+        # reporting a broken collective; report the peer's failure it names instead of dying with a traceback.
         if os.environ.get("SEGLAB_DEBUG") == "1":
             raise
-        return _report(exc)
+        return _report(late)
     finally:
         warnings.showwarning = shown
     return 0
@@ -114,8 +121,10 @@ def _report(exc: Exception) -> int:
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
-        from seglab.engine.distributed import PeerFailure, announce_failure, describe_peer_failure, is_peer_failure
+        from seglab.engine.distributed import (PeerFailure, announce_failure, describe_peer_failure,
+                                               hold_off_termination, is_peer_failure)
 
+        hold_off_termination()
         rank = f"rank {os.environ.get('RANK', '0')} of {world}"
         if is_peer_failure(exc):
             why = str(exc) if isinstance(exc, PeerFailure) else describe_peer_failure()

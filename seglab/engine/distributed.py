@@ -86,8 +86,20 @@ def _register(rank: int) -> None:
         store.set(_KEY.format(what="pid", rank=rank), str(os.getpid()))
 
     def stopped(signum: int, frame: object) -> None:
+        # Once: a second SIGTERM (torchrun repeats it) must not break the report of the first.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise PeerFailure(describe_peer_failure())
     signal.signal(signal.SIGTERM, stopped)
+
+
+def hold_off_termination() -> None:
+    """Ignore torchrun's SIGTERM from here on: this rank is already stopping and printing why.
+
+    Without it a SIGTERM that lands while the rank reports a broken collective raises inside the report,
+    and the rank dies with a traceback instead of its one line (torchrun still kills it after its grace).
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def announce_failure(message: str) -> None:

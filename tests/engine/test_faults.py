@@ -242,3 +242,32 @@ def test_a_failing_rank_stops_every_other_rank_with_one_line_naming_it(
         assert "stopped (rank 0 of 2): rank 1 failed: ValueError: injected failure" in ours, result.stderr
     else:
         assert any(line.startswith("stopped (rank 0 of 2): rank 1 (pid ") and "died" in line for line in ours), ours
+
+
+def test_a_sigterm_landing_while_a_rank_reports_a_broken_collective_still_ends_in_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """torchrun's SIGTERM can raise (its PeerFailure) while rank 0 is printing why its collective broke.
+
+    That was a flaky failure of the DDP test above: rank 0 died with a traceback instead of its line.
+    """
+    from seglab.cli import app as app_module
+    from seglab.engine import distributed
+
+    def broken_collective(**kwargs: object) -> None:
+        raise RuntimeError("[gloo] Connection closed by peer [127.0.0.1]:1234")
+
+    def sigterm_lands_here() -> str:  # what the SIGTERM handler raises, at this point of the report
+        raise distributed.PeerFailure("rank 1 failed: ValueError: injected failure")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.setattr(app_module, "app", broken_collective)
+    monkeypatch.setattr(distributed, "describe_peer_failure", sigterm_lands_here)
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        assert run(["train"]) == 2
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN  # a stopping rank ignores further SIGTERMs
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines == ["stopped (rank 0 of 2): rank 1 failed: ValueError: injected failure"]
