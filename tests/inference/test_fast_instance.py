@@ -98,7 +98,8 @@ def trained_mask_rcnn() -> tuple[nn.Module, DataLoader]:
             optimiser.zero_grad()
             sum(losses.values()).backward()
             optimiser.step()
-    val = build_dataset("synthetic", split="val", task="instance", num_images=16, size=(64, 80))
+    # 48 val images: on 16, one detection reordered by bf16 moved box AP by 0.014 on an AMX CPU (0.004 on 48)
+    val = build_dataset("synthetic", split="val", task="instance", num_images=48, size=(64, 80))
     return model.eval(), DataLoader(val, batch_size=4, collate_fn=collate_instance)
 
 
@@ -122,4 +123,4 @@ def test_bf16_keeps_the_detections_and_the_ap_of_a_trained_mask_rcnn(
                     same = (iou > 0.9) & (e.labels[keep, None] == g.labels[None])
                     matched += int(same.any(1).sum())
                 total += int(keep.sum())
-    assert total > 0 and matched / total >= 0.9  # measured 28 of 29 (one box moved by bf16 scores near a tie)
+    assert total > 0 and matched / total >= 0.9  # one box in 29 moved on 16 images (bf16 scores near a tie)
