@@ -86,8 +86,7 @@ def _register(rank: int) -> None:
         store.set(_KEY.format(what="pid", rank=rank), str(os.getpid()))
 
     def stopped(signum: int, frame: object) -> None:
-        # Once: a second SIGTERM must not raise again inside the report of the first.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        hold_off_termination()  # once: a second SIGTERM must not raise again inside the report of the first
         raise PeerFailure(describe_peer_failure())
     signal.signal(signal.SIGTERM, stopped)
 

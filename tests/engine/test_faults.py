@@ -248,7 +248,7 @@ def test_a_sigterm_landing_while_a_rank_reports_a_broken_collective_still_ends_i
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """torchrun's SIGTERM can raise (its PeerFailure) while rank 0 is printing why its collective broke.
 
-    That was a flaky failure of the DDP test above: rank 0 died with a traceback instead of its line.
+    The likely cause of one flaky failure of the DDP test above (rank 0 printed no "stopped" line).
     """
     from seglab.cli import app as app_module
     from seglab.engine import distributed

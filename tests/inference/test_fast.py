@@ -107,7 +107,7 @@ def test_bf16_keeps_the_labels_and_the_miou_of_a_trained_checkpoint(trained_unet
     model, val = trained_unet
     loader = DataLoader(val, batch_size=4, collate_fn=collate_semantic)
     reference = evaluate(model, loader, num_classes=val.num_classes, device=torch.device("cpu"))
-    assert reference["miou"] > 0.25  # trained (random init ~0.15; 0.326 measured): it compares real decisions
+    assert reference["miou"] > 0.3  # trained (random init ~0.15; 0.326 measured): it compares real decisions
     bf16 = fast_model(model, device="cpu", precision="bf16")
     result = evaluate(bf16, loader, num_classes=val.num_classes, device=torch.device("cpu"))
     assert abs(result["miou"] - reference["miou"]) < 0.005
